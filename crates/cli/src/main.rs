@@ -1,0 +1,50 @@
+//! The `statecraft` binary: one command per subcommand module under `cmd/`.
+//!
+//! Tour: `cmd::serve` runs the server; `send`/`get`/`scan`/`watch`/`backup` are
+//! clients of a running server; `load` and `bench` measure; `pipe` is the engine
+//! speaking the lesson pipe protocol on stdio; `lessons`, `check` and `coach` are
+//! the learning path. Errors reach the user through anyhow, once, at this edge.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Statecraft: a concurrent state management engine, and a course on building one.
+#[derive(Debug, Parser)]
+#[command(name = "statecraft", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Speak the lesson pipe protocol on stdin/stdout with the real engine.
+    Pipe(cmd::pipe::PipeArgs),
+    /// The learning path: list, show, init.
+    #[command(subcommand)]
+    Lessons(cmd::lessons::LessonsCommand),
+    /// Grade a learner's program against lesson N's objectives.
+    Check(cmd::check::CheckArgs),
+    /// Ask the coach about lesson N, or have it review your work.
+    Coach(cmd::coach::CoachArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Pipe(args) => cmd::pipe::run(args),
+        Command::Lessons(args) => cmd::lessons::run(args),
+        Command::Check(args) => cmd::check::run(args),
+        Command::Coach(args) => cmd::coach::run(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

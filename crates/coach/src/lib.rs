@@ -1,0 +1,1 @@
+//! Statecraft's coach (being written).

@@ -1,0 +1,4 @@
+//! Statecraft's engine (being written).
+
+pub mod event;
+pub mod limits;

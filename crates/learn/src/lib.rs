@@ -1,0 +1,1 @@
+//! Statecraft's learning path (being written).

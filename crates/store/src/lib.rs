@@ -1,0 +1,1 @@
+//! Statecraft's embedded store (being written).
