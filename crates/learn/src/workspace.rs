@@ -1,0 +1,1 @@
+//! Starter workspaces laid down by `statecraft lessons init` (being written).
