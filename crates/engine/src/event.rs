@@ -95,8 +95,13 @@ pub struct Event {
     /// Optional JSON Pointer (RFC 6901) inside the value; absent = whole value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// The operand.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The operand. An explicit `"value": null` is `Some(Value::Null)` (set a
+    /// key to null, a null merge patch); only an absent field is `None`.
+    #[serde(
+        default,
+        deserialize_with = "present_value",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub value: Option<Value>,
     /// Idempotency id: a repeat inside the dedup window answers `duplicate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,6 +188,15 @@ impl Event {
     }
 }
 
+/// Deserializes a present `value` field, keeping an explicit JSON `null` as
+/// `Some(Value::Null)` (serde's default for `Option` would turn it into `None`,
+/// so `set` to null would read as a missing operand and a logged
+/// `Some(Value::Null)` would not round-trip). An absent field is `None` via
+/// `#[serde(default)]`.
+fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
 /// Why an event was rejected: a machine-readable code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -266,6 +280,10 @@ pub enum EventResult {
     },
     /// Refused by the overflow policy (queue full, or timed out waiting).
     Overloaded,
+    /// Admitted under `ack=none`: the producer asked not to wait, so the
+    /// outcome is not reported (an extension of DESIGN.md §2's five statuses,
+    /// used only with `ack=none`).
+    Accepted,
 }
 
 impl EventResult {
@@ -285,6 +303,7 @@ impl EventResult {
             EventResult::Conflict { .. } => "conflict",
             EventResult::Rejected { .. } => "rejected",
             EventResult::Overloaded => "overloaded",
+            EventResult::Accepted => "accepted",
         }
     }
 
@@ -384,6 +403,19 @@ mod tests {
         let back = serde_json::to_value(&e).expect("serializes");
         assert_eq!(back["op"], "incr");
         assert_eq!(back["if_version"], 7);
+    }
+
+    #[test]
+    fn explicit_null_value_is_kept_and_round_trips() {
+        let e: Event = serde_json::from_str(r#"{"key": "k", "op": "set", "value": null}"#)
+            .expect("valid event");
+        assert_eq!(e.value, Some(Value::Null));
+        let back: Event =
+            serde_json::from_value(serde_json::to_value(&e).expect("ser")).expect("de");
+        assert_eq!(back, e);
+        let absent: Event =
+            serde_json::from_str(r#"{"key": "k", "op": "delete"}"#).expect("valid event");
+        assert_eq!(absent.value, None);
     }
 
     #[test]

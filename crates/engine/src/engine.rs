@@ -1,0 +1,656 @@
+//! The engine: the library API of DESIGN.md §3 (`Engine::builder()…open()`,
+//! `submit`, `get`, `scan`, `watch`, `shutdown`) over the router, the shard
+//! queues and the shard workers.
+//!
+//! # Invariants
+//!
+//! - A submission's events are validated, split by shard in input order, and
+//!   each sub-batch is pushed to its shard's queue before the next submission
+//!   of the same caller can push: per-key order follows call order.
+//! - Every submitted event gets exactly one result, in input order.
+//! - After [`Engine::shutdown`] starts, nothing new is admitted; everything
+//!   admitted before is applied (and committed) before it returns.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use futures::Stream;
+use rustc_hash::FxHashMap;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::batch::BatchCollector;
+use crate::error::EngineError;
+use crate::event::{AckMode, Change, Event, EventResult, RejectCode, StateRecord};
+use crate::limits::{Limits, Rejection};
+use crate::ops::CustomOp;
+use crate::queue::{OverflowPolicy, PushError, ShardQueue};
+use crate::router::shard_of;
+use crate::shard::{ShardRequest, ShardSettings, ShardState, ShardWorker, SubBatch};
+use crate::stats::{EngineStats, ShardMetrics, ShardStats, StatusCounters};
+
+/// The engine's settings. Built with [`Engine::builder`].
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Number of shards (default: available cores).
+    pub shards: usize,
+    /// Queue capacity per shard, in events.
+    pub queue_capacity: usize,
+    /// Queue capacity per shard, in bytes.
+    pub queue_capacity_bytes: usize,
+    /// What a full queue does.
+    pub overflow: OverflowPolicy,
+    /// Under `block`: how long a producer waits for room before its events
+    /// are answered `overloaded` (`None` = forever).
+    pub block_timeout: Option<Duration>,
+    /// Most events per batch.
+    pub max_batch: usize,
+    /// Longest a batch waits for more events after its first.
+    pub max_wait: Duration,
+    /// Default ack mode for [`Engine::submit`].
+    pub ack: AckMode,
+    /// Validation limits.
+    pub limits: Limits,
+    /// How long an idempotency id is remembered.
+    pub dedup_window: Duration,
+    /// Most ids remembered in memory per shard.
+    pub max_dedup_ids: usize,
+    /// Change-feed buffer: a watcher further behind than this misses changes
+    /// (and is told so).
+    pub watch_buffer: usize,
+    /// Test hook: busy time per applied event (plays a slow consumer).
+    pub apply_delay: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            queue_capacity: 65_536,
+            queue_capacity_bytes: 256 << 20,
+            overflow: OverflowPolicy::Block,
+            block_timeout: None,
+            max_batch: 4_096,
+            max_wait: Duration::from_micros(200),
+            ack: AckMode::Durable,
+            limits: Limits::default(),
+            dedup_window: Duration::from_secs(24 * 3600),
+            max_dedup_ids: 1_000_000,
+            watch_buffer: 16_384,
+            apply_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// Builds an [`Engine`].
+#[derive(Default)]
+pub struct EngineBuilder {
+    config: EngineConfig,
+    custom_ops: FxHashMap<std::sync::Arc<str>, CustomOp>,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("config", &self.config)
+            .field("custom_ops", &self.custom_ops.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl EngineBuilder {
+    /// Starts from a whole config.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Number of shards (at least 1).
+    pub fn shards(mut self, n: usize) -> Self {
+        self.config.shards = n.max(1);
+        self
+    }
+
+    /// Queue capacity per shard in events.
+    pub fn queue_capacity(mut self, events: usize) -> Self {
+        self.config.queue_capacity = events.max(1);
+        self
+    }
+
+    /// Queue capacity per shard in bytes.
+    pub fn queue_capacity_bytes(mut self, bytes: usize) -> Self {
+        self.config.queue_capacity_bytes = bytes.max(1);
+        self
+    }
+
+    /// Overflow policy.
+    pub fn overflow(mut self, policy: OverflowPolicy) -> Self {
+        self.config.overflow = policy;
+        self
+    }
+
+    /// Under `block`, how long to wait for room before answering `overloaded`.
+    pub fn block_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.block_timeout = timeout;
+        self
+    }
+
+    /// Most events per batch.
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.config.max_batch = n.max(1);
+        self
+    }
+
+    /// Longest wait for more events after a batch's first.
+    pub fn max_wait(mut self, d: Duration) -> Self {
+        self.config.max_wait = d;
+        self
+    }
+
+    /// Default ack mode of [`Engine::submit`].
+    pub fn ack(mut self, ack: AckMode) -> Self {
+        self.config.ack = ack;
+        self
+    }
+
+    /// Validation limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Idempotency window.
+    pub fn dedup_window(mut self, d: Duration) -> Self {
+        self.config.dedup_window = d;
+        self
+    }
+
+    /// Busy time per applied event (tests and lesson checks: a slow consumer).
+    pub fn apply_delay(mut self, d: Duration) -> Self {
+        self.config.apply_delay = d;
+        self
+    }
+
+    /// Registers a custom op: `f(current, event)` returns the new value
+    /// (`None` deletes the key) or a rejection. It runs on the shard thread;
+    /// keep it fast and deterministic.
+    pub fn custom_op<F>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(Option<&Value>, &Event) -> Result<Option<Value>, Rejection> + Send + Sync + 'static,
+    {
+        self.custom_ops.insert(std::sync::Arc::from(name), Arc::new(f));
+        self
+    }
+
+    /// The config as built so far.
+    pub fn current_config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Starts the shard workers. Must be called inside a Tokio runtime only if
+    /// the caller later awaits on the engine (the workers run on their own
+    /// threads either way).
+    pub async fn open(self) -> Result<Engine, EngineError> {
+        Engine::start(self.config, self.custom_ops)
+    }
+}
+
+struct ShardHandle {
+    queue: Arc<ShardQueue<SubBatch>>,
+    requests: mpsc::Sender<ShardRequest>,
+    metrics: Arc<ShardMetrics>,
+}
+
+struct Inner {
+    config: EngineConfig,
+    shards: Vec<ShardHandle>,
+    threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    changes: broadcast::Sender<Arc<Change>>,
+    /// Refusals decided before a shard saw the event (validation, overload).
+    admission: StatusCounters,
+    applied_total: Arc<AtomicU64>,
+    closing: AtomicBool,
+}
+
+/// A running engine. Cheap to clone; all clones share the same shards.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("shards", &self.inner.shards.len())
+            .finish()
+    }
+}
+
+/// Results being produced for an admitted submission: await
+/// [`Ticket::wait`] for them. Splitting admission from the wait lets a
+/// connection pipeline: admit frame N+1 (keeping per-key order) while frame
+/// N is still being committed.
+#[derive(Debug)]
+pub struct Ticket {
+    results: Vec<Option<EventResult>>,
+    pending: Vec<(Vec<u32>, oneshot::Receiver<Vec<EventResult>>)>,
+}
+
+impl Ticket {
+    /// Waits for every result, in input order.
+    pub async fn wait(mut self) -> Vec<EventResult> {
+        for (indices, rx) in std::mem::take(&mut self.pending) {
+            match rx.await {
+                Ok(results) => {
+                    for (i, r) in indices.into_iter().zip(results) {
+                        self.results[i as usize] = Some(r);
+                    }
+                }
+                Err(_) => {
+                    // The sub-batch was dropped by `drop_oldest`, or the
+                    // engine failed before committing it.
+                    for i in indices {
+                        self.results[i as usize] = Some(EventResult::Overloaded);
+                    }
+                }
+            }
+        }
+        self.results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    EventResult::rejected(RejectCode::ShuttingDown, "no result was produced")
+                })
+            })
+            .collect()
+    }
+}
+
+impl Engine {
+    /// A builder with the default config.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    fn start(
+        config: EngineConfig,
+        custom_ops: FxHashMap<std::sync::Arc<str>, CustomOp>,
+    ) -> Result<Engine, EngineError> {
+        if config.shards == 0 {
+            return Err(EngineError::Config("shards must be at least 1".into()));
+        }
+        let (changes, _) = broadcast::channel(config.watch_buffer.max(16));
+        let custom_ops = Arc::new(custom_ops);
+        let applied_total = Arc::new(AtomicU64::new(0));
+        let mut shards = Vec::with_capacity(config.shards);
+        let mut threads = Vec::with_capacity(config.shards);
+        for id in 0..config.shards {
+            let queue = Arc::new(ShardQueue::new(
+                config.queue_capacity,
+                config.queue_capacity_bytes,
+                config.overflow,
+            ));
+            let (req_tx, req_rx) = mpsc::channel(1024);
+            let metrics = Arc::new(ShardMetrics::default());
+            let settings = ShardSettings {
+                max_batch: config.max_batch,
+                max_wait: config.max_wait,
+                dedup_window: config.dedup_window,
+                max_dedup_ids: config.max_dedup_ids,
+                custom_ops: Arc::clone(&custom_ops),
+                apply_delay: config.apply_delay,
+            };
+            let worker = ShardWorker {
+                state: ShardState::new(id, settings.clone(), None),
+                collector: BatchCollector::new(
+                    Arc::clone(&queue),
+                    settings.max_batch,
+                    settings.max_wait,
+                ),
+                requests: req_rx,
+                changes: changes.clone(),
+                metrics: Arc::clone(&metrics),
+                applied_total: Arc::clone(&applied_total),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("statecraft-shard-{id}"))
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build();
+                    match rt {
+                        Ok(rt) => rt.block_on(worker.run()),
+                        Err(e) => tracing::error!(shard = id, error = %e, "shard runtime failed to start"),
+                    }
+                })
+                .map_err(EngineError::Io)?;
+            shards.push(ShardHandle {
+                queue,
+                requests: req_tx,
+                metrics,
+            });
+            threads.push(thread);
+        }
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                config,
+                shards,
+                threads: std::sync::Mutex::new(threads),
+                changes,
+                admission: StatusCounters::default(),
+                applied_total,
+                closing: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The engine's config.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// Submits events with the default ack mode and waits for their results,
+    /// one per event, in input order.
+    pub async fn submit(&self, events: Vec<Event>) -> Result<Vec<EventResult>, EngineError> {
+        self.submit_with(events, self.inner.config.ack).await
+    }
+
+    /// Submits events with the given ack mode and waits for their results.
+    pub async fn submit_with(
+        &self,
+        events: Vec<Event>,
+        ack: AckMode,
+    ) -> Result<Vec<EventResult>, EngineError> {
+        Ok(self.enqueue(events, ack).await?.wait().await)
+    }
+
+    /// Submits already-decoded input where some items failed to decode: each
+    /// `Err` gets its rejection as its result, in place.
+    pub async fn submit_decoded(
+        &self,
+        items: Vec<Result<Event, Rejection>>,
+        ack: AckMode,
+    ) -> Result<Vec<EventResult>, EngineError> {
+        Ok(self.enqueue_decoded(items, ack).await?.wait().await)
+    }
+
+    /// Admits events (waiting for room under `block`) and returns a
+    /// [`Ticket`] for their results.
+    pub async fn enqueue(&self, events: Vec<Event>, ack: AckMode) -> Result<Ticket, EngineError> {
+        self.enqueue_decoded(events.into_iter().map(Ok).collect(), ack)
+            .await
+    }
+
+    /// Like [`enqueue`](Self::enqueue), for input with decode failures.
+    pub async fn enqueue_decoded(
+        &self,
+        items: Vec<Result<Event, Rejection>>,
+        ack: AckMode,
+    ) -> Result<Ticket, EngineError> {
+        let inner = &*self.inner;
+        if inner.closing.load(Ordering::Acquire) {
+            return Err(EngineError::ShuttingDown);
+        }
+        let n_shards = inner.shards.len();
+        let mut results: Vec<Option<EventResult>> = Vec::with_capacity(items.len());
+        let mut per_shard: Vec<(Vec<u32>, Vec<Event>, usize)> =
+            (0..n_shards).map(|_| (Vec::new(), Vec::new(), 0)).collect();
+        let limits = &inner.config.limits;
+        for (i, item) in items.into_iter().enumerate() {
+            let checked = item.and_then(|e| limits.validate(&e).map(|()| e));
+            match checked {
+                Ok(event) => {
+                    let s = shard_of(&event.key, n_shards);
+                    let slot = &mut per_shard[s];
+                    slot.2 += event.approx_bytes();
+                    slot.0.push(i as u32);
+                    slot.1.push(event);
+                    results.push(None);
+                }
+                Err(rejection) => {
+                    let r: EventResult = rejection.into();
+                    inner.admission.count(&r);
+                    results.push(Some(r));
+                }
+            }
+        }
+        let mut pending = Vec::with_capacity(n_shards);
+        for (s, (indices, events, bytes)) in per_shard.into_iter().enumerate() {
+            if indices.is_empty() {
+                continue;
+            }
+            let n = events.len();
+            let (reply, rx) = if ack == AckMode::None {
+                (None, None)
+            } else {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            };
+            let sub = SubBatch { events, ack, reply };
+            let queue = &inner.shards[s].queue;
+            let pushed = match inner.config.block_timeout {
+                Some(t) if queue.policy() == OverflowPolicy::Block => {
+                    match tokio::time::timeout(t, queue.push(sub, n, bytes)).await {
+                        Ok(r) => Some(r),
+                        Err(_) => {
+                            queue.count_rejected(n);
+                            None
+                        }
+                    }
+                }
+                _ => Some(queue.push(sub, n, bytes).await),
+            };
+            match pushed {
+                Some(Ok(admitted)) => {
+                    for dropped in admitted.dropped {
+                        let d = dropped.payload;
+                        inner.admission.count_n(&EventResult::Overloaded, d.events.len() as u64);
+                        if let Some(reply) = d.reply {
+                            let _ = reply.send(vec![EventResult::Overloaded; d.events.len()]);
+                        }
+                    }
+                    match rx {
+                        Some(rx) => pending.push((indices, rx)),
+                        None => {
+                            for i in indices {
+                                results[i as usize] = Some(EventResult::Accepted);
+                            }
+                        }
+                    }
+                }
+                Some(Err(PushError::Closed(_))) => {
+                    for i in indices {
+                        results[i as usize] = Some(EventResult::rejected(
+                            RejectCode::ShuttingDown,
+                            "the engine is shutting down",
+                        ));
+                    }
+                }
+                Some(Err(PushError::Full(_))) | None => {
+                    inner.admission.count_n(&EventResult::Overloaded, n as u64);
+                    for i in indices {
+                        results[i as usize] = Some(EventResult::Overloaded);
+                    }
+                }
+            }
+        }
+        Ok(Ticket { results, pending })
+    }
+
+    async fn ask<T>(
+        &self,
+        shard: usize,
+        make: impl FnOnce(oneshot::Sender<T>) -> ShardRequest,
+    ) -> Result<T, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.shards[shard]
+            .requests
+            .send(make(tx))
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        rx.await.map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// The live state of `key`, if any. Sees every batch applied before the
+    /// call (read-your-writes after an `applied` or `durable` ack).
+    pub async fn get(&self, key: &str) -> Result<Option<StateRecord>, EngineError> {
+        let s = shard_of(key, self.inner.shards.len());
+        self.ask(s, |reply| ShardRequest::Get {
+            key: key.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    /// Up to `limit` live keys starting with `prefix` and greater than `after`,
+    /// in key (byte) order. Page on by passing the last key as `after`.
+    pub async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StateRecord>, EngineError> {
+        let mut all = Vec::new();
+        for s in 0..self.inner.shards.len() {
+            let part = self
+                .ask(s, |reply| ShardRequest::Scan {
+                    prefix: prefix.to_owned(),
+                    after: after.map(str::to_owned),
+                    limit,
+                    reply,
+                })
+                .await?;
+            all.extend(part);
+        }
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// Waits until every event admitted before the call has been applied:
+    /// an empty marker goes through each shard's queue, behind what is queued.
+    pub async fn barrier(&self) -> Result<(), EngineError> {
+        for shard in &self.inner.shards {
+            let (tx, rx) = oneshot::channel();
+            let marker = SubBatch {
+                events: Vec::new(),
+                ack: AckMode::Applied,
+                reply: Some(tx),
+            };
+            // A marker carries no events, so it fits whenever the queue is not
+            // over capacity; only a closed queue refuses it.
+            match shard.queue.push(marker, 0, 0).await {
+                Ok(_) => {}
+                Err(PushError::Closed(_)) => return Err(EngineError::ShuttingDown),
+                Err(PushError::Full(_)) => return Err(EngineError::Overloaded),
+            }
+            rx.await.map_err(|_| EngineError::ShuttingDown)?;
+        }
+        Ok(())
+    }
+
+    /// A stream of changes to keys starting with `prefix`, from now on.
+    /// A watcher that falls more than the watch buffer behind gets
+    /// `Err(lagged_count)` and continues with newer changes.
+    pub fn watch(&self, prefix: &str) -> impl Stream<Item = Result<Arc<Change>, u64>> + use<> {
+        let rx = self.inner.changes.subscribe();
+        let prefix = prefix.to_owned();
+        futures::stream::unfold((rx, prefix), |(mut rx, prefix)| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(change) => {
+                        if change.key.starts_with(&prefix) {
+                            return Some((Ok(change), (rx, prefix)));
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        return Some((Err(n), (rx, prefix)));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+
+    /// The engine's figures now.
+    pub fn stats(&self) -> EngineStats {
+        let mut totals = self.inner.admission.snapshot();
+        let shards: Vec<ShardStats> = self
+            .inner
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let st = ShardStats::collect(i, s.queue.snapshot(), &s.metrics);
+                let r = s.metrics.results.snapshot();
+                totals.applied += r.applied;
+                totals.duplicate += r.duplicate;
+                totals.conflict += r.conflict;
+                totals.rejected += r.rejected;
+                totals.overloaded += r.overloaded;
+                st
+            })
+            .collect();
+        EngineStats {
+            results: totals,
+            shards,
+            durability: None,
+        }
+    }
+
+    /// Total events applied so far (cheap).
+    pub fn applied_total(&self) -> u64 {
+        self.inner.applied_total.load(Ordering::Relaxed)
+    }
+
+    /// Sets shard `shard`'s queue capacity in events (the adaptive controller
+    /// and operators use this).
+    pub fn set_queue_capacity(&self, shard: usize, events: usize) {
+        if let Some(s) = self.inner.shards.get(shard) {
+            s.queue.set_capacity(events);
+        }
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_closing(&self) -> bool {
+        self.inner.closing.load(Ordering::Acquire)
+    }
+
+    /// Stops admitting, drains every queue, applies and commits what was
+    /// admitted, answers every waiting producer, and stops the workers.
+    /// Idempotent; concurrent callers all return once it is done.
+    pub async fn shutdown(&self) -> Result<(), EngineError> {
+        self.inner.closing.store(true, Ordering::Release);
+        for s in &self.inner.shards {
+            s.queue.close();
+        }
+        let threads: Vec<JoinHandle<()>> = {
+            let mut guard = match self.inner.threads.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            std::mem::take(&mut *guard)
+        };
+        // Joining blocks: do it off the async runtime.
+        let joined = tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .map(|t| t.join().is_ok())
+                .all(|ok| ok)
+        })
+        .await
+        .unwrap_or(false);
+        if joined {
+            Ok(())
+        } else {
+            Err(EngineError::WorkerPanicked)
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The engine's error type: what can fail for a whole call (as opposed to one
+//! event, which gets an [`EventResult`](crate::EventResult) instead).
+
+/// A failure of a whole engine call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The engine is shutting down (or shut down) and admits nothing new.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    /// A request could not be queued (a queue stayed over capacity).
+    #[error("the engine is overloaded")]
+    Overloaded,
+    /// The store failed; writes are refused until the engine is restarted.
+    /// Reads keep working.
+    #[error("the store failed and the engine refuses writes until restarted: {0}")]
+    Poisoned(String),
+    /// Starting a thread or another I/O failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A shard worker panicked (a bug); its shard's results were lost.
+    #[error("a shard worker panicked")]
+    WorkerPanicked,
+}

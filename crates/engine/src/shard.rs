@@ -1,0 +1,464 @@
+//! The shard worker: the single owner of the keys that hash to its shard.
+//!
+//! Each shard runs on a dedicated OS thread with its own current-thread Tokio
+//! runtime (timers for the batch deadline, channels), so the CPU work of
+//! applying events never blocks the I/O runtime that accepts connections.
+//!
+//! # Invariants
+//!
+//! - Only this thread reads or writes the shard's state, so there is no lock
+//!   on state; events of one key are applied in the order they were queued.
+//! - Every event of every sub-batch taken from the queue gets exactly one
+//!   result, sent on that sub-batch's reply channel, even when the producer
+//!   has gone away (the send then fails harmlessly).
+//! - Reads are served between batches, so a read sees whole batches only.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rustc_hash::FxHashMap;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::batch::BatchCollector;
+use crate::event::{AckMode, Change, Event, EventResult, Op, StateRecord};
+use crate::ops::{self, CustomOp};
+use crate::persist::{ShardPersistence, StagedBatch};
+use crate::stats::ShardMetrics;
+
+/// A sub-batch of one submission: the events of that submission that belong
+/// to this shard, in submission order.
+pub(crate) struct SubBatch {
+    pub events: Vec<Event>,
+    pub ack: AckMode,
+    /// Who waits for the results (in `events` order). `None` under `ack=none`.
+    pub reply: Option<oneshot::Sender<Vec<EventResult>>>,
+}
+
+/// Requests other than writes, served between batches.
+pub(crate) enum ShardRequest {
+    /// Read one key.
+    Get {
+        key: String,
+        reply: oneshot::Sender<Option<StateRecord>>,
+    },
+    /// Up to `limit` live keys starting with `prefix` and greater than
+    /// `after`, in key order.
+    Scan {
+        prefix: String,
+        after: Option<String>,
+        limit: usize,
+        reply: oneshot::Sender<Vec<StateRecord>>,
+    },
+}
+
+/// What the shard holds for one key.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// `None`: the key was deleted (kept as a tombstone until materialized).
+    pub value: Option<Value>,
+    pub version: u64,
+    pub updated_at: u64,
+    pub expires_at: Option<u64>,
+}
+
+impl Entry {
+    fn is_live(&self, now_ms: u64) -> bool {
+        self.value.is_some() && self.expires_at.is_none_or(|t| t > now_ms)
+    }
+}
+
+/// Settings a shard worker needs, copied from the engine's config.
+#[derive(Clone)]
+pub(crate) struct ShardSettings {
+    pub max_batch: usize,
+    pub max_wait: Duration,
+    pub dedup_window: Duration,
+    pub max_dedup_ids: usize,
+    pub custom_ops: Arc<FxHashMap<Arc<str>, CustomOp>>,
+    /// Test hook: busy time added to every event's apply.
+    pub apply_delay: Duration,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Idempotency ids seen recently, scoped to their key, with a window and a
+/// bound on how many are remembered.
+#[derive(Default)]
+struct DedupIds {
+    /// (key, id) → expiry in ms.
+    seen: FxHashMap<(Box<str>, Box<str>), u64>,
+    /// Insertion order, for expiry and for the count bound.
+    order: std::collections::VecDeque<((Box<str>, Box<str>), u64)>,
+}
+
+impl DedupIds {
+    fn contains(&self, key: &str, id: &str, now_ms: u64) -> bool {
+        // Allocation-free probe would need a borrowed tuple key; ids are the
+        // rare path, so the two small boxes are acceptable.
+        self.seen
+            .get(&(Box::from(key), Box::from(id)))
+            .is_some_and(|&exp| exp > now_ms)
+    }
+
+    fn insert(&mut self, key: &str, id: &str, expires_at: u64, max: usize) {
+        let k = (Box::<str>::from(key), Box::<str>::from(id));
+        self.seen.insert(k.clone(), expires_at);
+        self.order.push_back((k, expires_at));
+        while self.order.len() > max {
+            if let Some((old, exp)) = self.order.pop_front()
+                && self.seen.get(&old) == Some(&exp)
+            {
+                self.seen.remove(&old);
+            }
+        }
+    }
+
+    fn expire(&mut self, now_ms: u64) {
+        while let Some((_, exp)) = self.order.front() {
+            if *exp > now_ms {
+                break;
+            }
+            if let Some((old, exp)) = self.order.pop_front()
+                && self.seen.get(&old) == Some(&exp)
+            {
+                self.seen.remove(&old);
+            }
+        }
+    }
+}
+
+/// The state owned by one shard and the logic that applies events to it.
+pub(crate) struct ShardState {
+    /// The shard's index (for logs and the store's per-shard log).
+    #[allow(dead_code)]
+    pub id: usize,
+    map: FxHashMap<Box<str>, Entry>,
+    dedup: DedupIds,
+    settings: ShardSettings,
+    persistence: Option<ShardPersistence>,
+}
+
+impl ShardState {
+    pub fn new(id: usize, settings: ShardSettings, persistence: Option<ShardPersistence>) -> Self {
+        ShardState {
+            id,
+            map: FxHashMap::default(),
+            dedup: DedupIds::default(),
+            settings,
+            persistence,
+        }
+    }
+
+    /// Looks a key up in memory, then in the store (loading it into memory).
+    fn load(&mut self, key: &str) -> Option<&mut Entry> {
+        if !self.map.contains_key(key) {
+            let loaded = self.persistence.as_mut().and_then(|p| p.load(key));
+            let entry = loaded?;
+            self.map.insert(Box::from(key), entry);
+        }
+        self.map.get_mut(key)
+    }
+
+    /// Applies one event; returns its result and, when it changed the key,
+    /// the change for watchers.
+    pub fn apply(
+        &mut self,
+        event: &Event,
+        now_ms: u64,
+        staged: &mut StagedBatch,
+        want_change: bool,
+    ) -> (EventResult, Option<Change>) {
+        if !self.settings.apply_delay.is_zero() {
+            busy_wait(self.settings.apply_delay);
+        }
+        if let Some(id) = &event.id
+            && self.is_duplicate(&event.key, id, now_ms)
+        {
+            return (EventResult::Duplicate, None);
+        }
+        let custom = match &event.op {
+            Op::Custom(name) => match self.settings.custom_ops.get(name) {
+                Some(f) => Some(Arc::clone(f)),
+                None => {
+                    return (
+                        EventResult::rejected(
+                            crate::event::RejectCode::UnknownOp,
+                            format!("unknown op {name:?}"),
+                        ),
+                        None,
+                    );
+                }
+            },
+            _ => None,
+        };
+        let key: &str = &event.key;
+        let entry = self.load(key);
+        let (current_version, exists) = match &entry {
+            Some(e) if e.is_live(now_ms) => (e.version, true),
+            _ => (0, false),
+        };
+        if let Some(expected) = event.if_version
+            && expected != current_version
+        {
+            return (EventResult::Conflict { current_version }, None);
+        }
+        // Fast path: the key is live and stays in place.
+        let result = match entry {
+            Some(e) if exists => {
+                match ops::apply(&mut e.value, event, custom.as_ref()) {
+                    Ok(()) => {
+                        if e.value.is_some() {
+                            e.version += 1;
+                        } else {
+                            e.version = 0;
+                            e.expires_at = None;
+                        }
+                        e.updated_at = now_ms;
+                        if let Some(ttl) = event.ttl_s {
+                            e.expires_at = Some(now_ms.saturating_add(ttl.saturating_mul(1000)));
+                        }
+                        Ok(e.version)
+                    }
+                    Err(r) => Err(r),
+                }
+            }
+            _ => {
+                // Absent, deleted or expired: start from nothing.
+                let mut slot: Option<Value> = None;
+                match ops::apply(&mut slot, event, custom.as_ref()) {
+                    Ok(()) => {
+                        let version = if slot.is_some() { 1 } else { 0 };
+                        let expires_at = match (event.ttl_s, &slot) {
+                            (Some(ttl), Some(_)) => {
+                                Some(now_ms.saturating_add(ttl.saturating_mul(1000)))
+                            }
+                            _ => None,
+                        };
+                        let was_present = self.map.contains_key(key);
+                        if slot.is_some() || was_present {
+                            let e = Entry {
+                                value: slot,
+                                version,
+                                updated_at: now_ms,
+                                expires_at,
+                            };
+                            self.map.insert(Box::from(key), e);
+                        }
+                        Ok(version)
+                    }
+                    Err(r) => Err(r),
+                }
+            }
+        };
+        match result {
+            Ok(version) => {
+                if let Some(id) = &event.id {
+                    let exp = now_ms.saturating_add(self.settings.dedup_window.as_millis() as u64);
+                    self.dedup
+                        .insert(key, id, exp, self.settings.max_dedup_ids);
+                    staged.dedup(key, id, exp);
+                }
+                staged.touch(key);
+                let entry = self.map.get(key);
+                let change = want_change.then(|| Change {
+                    key: key.to_owned(),
+                    op: event.op.clone(),
+                    value: entry.and_then(|e| e.value.clone()),
+                    version,
+                    updated_at: now_ms,
+                });
+                (EventResult::Applied { version }, change)
+            }
+            Err(rejection) => (rejection.into(), None),
+        }
+    }
+
+    fn is_duplicate(&mut self, key: &str, id: &str, now_ms: u64) -> bool {
+        if self.dedup.contains(key, id, now_ms) {
+            return true;
+        }
+        self.persistence
+            .as_mut()
+            .is_some_and(|p| p.seen_id(key, id, now_ms))
+    }
+
+    /// The live record of `key`, if any.
+    pub fn get(&mut self, key: &str, now_ms: u64) -> Option<StateRecord> {
+        let e = self.load(key)?;
+        if !e.is_live(now_ms) {
+            return None;
+        }
+        Some(StateRecord {
+            key: key.to_owned(),
+            value: e.value.clone().unwrap_or(Value::Null),
+            version: e.version,
+            updated_at: e.updated_at,
+            expires_at: e.expires_at,
+        })
+    }
+
+    /// Live records with `prefix`, after `after`, in key order, at most `limit`.
+    pub fn scan(
+        &mut self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Vec<StateRecord> {
+        let mut out: Vec<StateRecord> = self
+            .map
+            .iter()
+            .filter(|(k, e)| {
+                k.starts_with(prefix) && after.is_none_or(|a| &***k > a) && e.is_live(now_ms)
+            })
+            .map(|(k, e)| StateRecord {
+                key: k.to_string(),
+                value: e.value.clone().unwrap_or(Value::Null),
+                version: e.version,
+                updated_at: e.updated_at,
+                expires_at: e.expires_at,
+            })
+            .collect();
+        if let Some(p) = self.persistence.as_mut() {
+            // Keys only in the store (not cached): merged under the in-memory
+            // ones, which are newer.
+            for rec in p.scan(prefix, after, limit, now_ms) {
+                if !self.map.contains_key(rec.key.as_str()) {
+                    out.push(rec);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.truncate(limit);
+        out
+    }
+
+    /// Background upkeep between batches: expiry of dedup ids.
+    pub fn housekeeping(&mut self, now_ms: u64) {
+        self.dedup.expire(now_ms);
+    }
+
+    /// The persistence hook, if the engine has a store.
+    pub fn persistence_mut(&mut self) -> Option<&mut ShardPersistence> {
+        self.persistence.as_mut()
+    }
+}
+
+fn busy_wait(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+/// Everything the worker thread owns.
+pub(crate) struct ShardWorker {
+    pub state: ShardState,
+    pub collector: BatchCollector<SubBatch>,
+    pub requests: mpsc::Receiver<ShardRequest>,
+    pub changes: broadcast::Sender<Arc<Change>>,
+    pub metrics: Arc<ShardMetrics>,
+    pub applied_total: Arc<AtomicU64>,
+}
+
+impl ShardWorker {
+    /// Runs until the queue is closed and drained and the request channel is
+    /// closed.
+    pub async fn run(mut self) {
+        let mut requests_open = true;
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                req = self.requests.recv(), if requests_open => match req {
+                    Some(req) => self.serve(req),
+                    None => requests_open = false,
+                },
+                batch = self.collector.next_batch() => match batch {
+                    Some(batch) => self.apply_batch(batch),
+                    None => break,
+                },
+                _ = housekeeping.tick() => {
+                    let now = now_ms();
+                    self.state.housekeeping(now);
+                    if let Some(p) = self.state.persistence_mut() {
+                        p.tick(now);
+                    }
+                }
+            }
+        }
+        // Serve reads that raced the close, then hand over what is left.
+        while let Ok(req) = self.requests.try_recv() {
+            self.serve(req);
+        }
+        if let Some(p) = self.state.persistence_mut() {
+            p.shutdown();
+        }
+    }
+
+    fn serve(&mut self, req: ShardRequest) {
+        let now = now_ms();
+        match req {
+            ShardRequest::Get { key, reply } => {
+                let _ = reply.send(self.state.get(&key, now));
+            }
+            ShardRequest::Scan {
+                prefix,
+                after,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.state.scan(&prefix, after.as_deref(), limit, now));
+            }
+        }
+    }
+
+    fn apply_batch(&mut self, batch: crate::batch::Batch<SubBatch>) {
+        let started = Instant::now();
+        let now = now_ms();
+        let want_changes = self.changes.receiver_count() > 0;
+        let mut staged = StagedBatch::default();
+        let mut durable_replies = Vec::new();
+        let mut waits = Vec::with_capacity(batch.items.len());
+        let mut applied = 0u64;
+        for item in batch.items {
+            waits.push((started.saturating_duration_since(item.enqueued_at), item.events));
+            let sub = item.payload;
+            let mut results = Vec::with_capacity(sub.events.len());
+            for event in &sub.events {
+                let (result, change) = self.state.apply(event, now, &mut staged, want_changes);
+                if result.is_applied() {
+                    applied += 1;
+                }
+                if let Some(change) = change {
+                    let _ = self.changes.send(Arc::new(change));
+                }
+                results.push(result);
+            }
+            self.metrics.count_results(&results);
+            match (sub.ack, sub.reply) {
+                (_, None) => {}
+                (AckMode::Durable, Some(reply)) if self.state.persistence.is_some() => {
+                    durable_replies.push((reply, results));
+                }
+                (_, Some(reply)) => {
+                    let _ = reply.send(results);
+                }
+            }
+        }
+        let apply_time = started.elapsed();
+        if let Some(p) = self.state.persistence.as_mut() {
+            p.commit(staged, &self.state.map, durable_replies);
+        }
+        self.applied_total.fetch_add(applied, Ordering::Relaxed);
+        self.metrics
+            .record_batch(batch.events, &waits, apply_time);
+    }
+}
