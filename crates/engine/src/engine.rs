@@ -62,6 +62,17 @@ pub struct EngineConfig {
     pub watch_buffer: usize,
     /// Test hook: busy time per applied event (plays a slow consumer).
     pub apply_delay: Duration,
+    /// Where the embedded store lives; `None` = in memory only (nothing
+    /// survives a restart, and `durable` acks mean `applied`).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// How often each shard materializes its dirty keys into the store
+    /// (a checkpoint); recovery replays only the batches logged after it.
+    pub checkpoint_interval: Duration,
+    /// Checkpoint also after this many logged batches per shard.
+    pub checkpoint_batches: u64,
+    /// Memory budget of each shard's hot-key cache, in bytes (dirty keys are
+    /// kept until materialized, whatever the budget).
+    pub cache_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +91,10 @@ impl Default for EngineConfig {
             max_dedup_ids: 1_000_000,
             watch_buffer: 16_384,
             apply_delay: Duration::ZERO,
+            data_dir: None,
+            checkpoint_interval: Duration::from_secs(5),
+            checkpoint_batches: 2_000,
+            cache_bytes: 512 << 20,
         }
     }
 }
@@ -170,6 +185,25 @@ impl EngineBuilder {
     /// Busy time per applied event (tests and lesson checks: a slow consumer).
     pub fn apply_delay(mut self, d: Duration) -> Self {
         self.config.apply_delay = d;
+        self
+    }
+
+    /// Keeps state in an embedded store in `dir` (created if missing).
+    pub fn data_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.config.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Checkpoint cadence: by time and by logged batches per shard.
+    pub fn checkpoint(mut self, interval: Duration, batches: u64) -> Self {
+        self.config.checkpoint_interval = interval;
+        self.config.checkpoint_batches = batches.max(1);
+        self
+    }
+
+    /// Hot-key cache budget per shard in bytes.
+    pub fn cache_bytes(mut self, bytes: usize) -> Self {
+        self.config.cache_bytes = bytes;
         self
     }
 
