@@ -15,7 +15,11 @@ macro_rules! lessons {
     };
 }
 
-static LESSONS: &[(&str, &str)] = lessons!["001_basics.md",];
+static LESSONS: &[(&str, &str)] = lessons![
+    "001_basics.md",
+    "002_asyncio.md",
+    "003_backpressure.md",
+];
 
 /// Every built-in lesson as `(file name, full text)`, sorted by number.
 pub fn lessons() -> &'static [(&'static str, &'static str)] {
