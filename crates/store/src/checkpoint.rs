@@ -1,0 +1,355 @@
+//! Checkpoints: materializing coalesced key states, dedup ids and offsets into
+//! the store, and dropping the log records they cover — in one atomic batch.
+//!
+//! Invariant: a checkpoint of shard `s` up to seq `n` is **one** fjall write
+//! batch holding the states, the dedup ids, the offsets, `meta ckpt/<s> = n`
+//! and the deletion of `s`'s log records with seq ≤ `n`. It is not fsynced: the
+//! next [`Store::sync`] covers it. That is safe because fjall's journal is
+//! replayed as a prefix of whole batches: if a crash loses the checkpoint
+//! batch, it loses the deletion of the log records with it, and recovery
+//! replays those records instead — same state, no gap.
+//!
+//! The expiry index (`expiry` keyspace, `expires_at ++ kind ++ key`) is kept
+//! here: a state or dedup id with an expiry gets an index entry in the same
+//! batch. When a key's expiry *changes*, the old entry is deleted (one point
+//! read per TTL key; keys without TTL pay nothing). When a TTL key is deleted
+//! or loses its TTL, its old entry stays and is dropped by the sweep when it
+//! comes due, after checking it no longer matches.
+
+use crate::{
+    error::{Result, StoreError},
+    fault::Fault,
+    keys,
+    record::DedupEntry,
+    state::{KeyState, encode_state, peek_expires_at},
+    store::{Inner, Store, check_id, check_key},
+};
+use std::{borrow::Borrow, collections::HashMap, sync::MutexGuard, time::Duration};
+
+/// What a checkpoint (or a recovery chunk) wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointReport {
+    /// Keys whose state was written.
+    pub states_written: usize,
+    /// Keys deleted.
+    pub keys_deleted: usize,
+    /// Idempotency ids written.
+    pub dedup_written: usize,
+    /// Offsets that moved forward.
+    pub offsets_written: usize,
+    /// Log records deleted.
+    pub log_records_deleted: usize,
+    /// Bytes of encoded state written.
+    pub state_bytes: u64,
+    /// Wall time from `begin_checkpoint` to the end of the commit.
+    pub duration: Duration,
+}
+
+/// Accumulates one atomic batch of materialized writes.
+pub(crate) struct Materializer<'a> {
+    inner: &'a Inner,
+    batch: fjall::OwnedWriteBatch,
+    buf: Vec<u8>,
+    /// Offsets already merged into this batch (for max-merge within it).
+    offsets: HashMap<String, u64>,
+    pub(crate) report: CheckpointReport,
+}
+
+impl<'a> Materializer<'a> {
+    pub(crate) fn new(inner: &'a Inner) -> Self {
+        Self {
+            inner,
+            batch: inner.db.batch(),
+            buf: Vec::with_capacity(256),
+            offsets: HashMap::new(),
+            report: CheckpointReport::default(),
+        }
+    }
+
+    pub(crate) fn state(&mut self, key: &str, state: Option<&KeyState>) -> Result<()> {
+        check_key(key)?;
+        let inner = self.inner;
+        let Some(s) = state else {
+            self.batch.remove(&inner.state, key);
+            self.report.keys_deleted += 1;
+            return Ok(());
+        };
+        if let Some(exp) = s.expires_at {
+            let old = inner
+                .state
+                .get(key)
+                .map_err(|e| StoreError::fjall("reading a key's old expiry", e))?;
+            let old_exp = match old {
+                Some(old) => peek_expires_at(&old)?,
+                None => None,
+            };
+            if let Some(old_exp) = old_exp.filter(|&o| o != exp) {
+                self.batch.remove(
+                    &inner.expiry,
+                    keys::expiry_key(old_exp, keys::EXPIRY_STATE, key.as_bytes()),
+                );
+            }
+            self.batch.insert(
+                &inner.expiry,
+                keys::expiry_key(exp, keys::EXPIRY_STATE, key.as_bytes()),
+                b"",
+            );
+        }
+        self.buf.clear();
+        encode_state(s, &mut self.buf);
+        self.report.state_bytes += self.buf.len() as u64;
+        self.batch.insert(&inner.state, key, self.buf.as_slice());
+        self.report.states_written += 1;
+        Ok(())
+    }
+
+    pub(crate) fn dedup(&mut self, key: &str, id: &str, expires_at: u64) -> Result<()> {
+        check_key(key)?;
+        check_id(id)?;
+        let inner = self.inner;
+        let dk = keys::dedup_key(key, id);
+        self.batch.insert(
+            &inner.expiry,
+            keys::expiry_key(expires_at, keys::EXPIRY_DEDUP, &dk),
+            b"",
+        );
+        self.batch
+            .insert(&inner.dedup, dk, expires_at.to_be_bytes());
+        self.report.dedup_written += 1;
+        Ok(())
+    }
+
+    /// Offsets only move forward: the highest value written for a name wins,
+    /// whichever shard wrote it, so replay order across shards does not matter.
+    pub(crate) fn offset(&mut self, name: &str, seq: u64) -> Result<()> {
+        let current = match self.offsets.get(name) {
+            Some(&v) => Some(v),
+            None => self
+                .inner
+                .meta
+                .get(keys::offset_key(name))
+                .map_err(|e| StoreError::fjall("reading an offset", e))?
+                .map(|v| keys::u64_value(&v, "offset"))
+                .transpose()?,
+        };
+        if current.is_some_and(|c| c >= seq) {
+            return Ok(());
+        }
+        self.batch
+            .insert(&self.inner.meta, keys::offset_key(name), seq.to_be_bytes());
+        self.offsets.insert(name.to_owned(), seq);
+        self.report.offsets_written += 1;
+        Ok(())
+    }
+
+    pub(crate) fn delete_log(&mut self, shard: u16, seq: u64) {
+        self.batch
+            .remove(&self.inner.log, keys::log_key(shard, seq));
+        self.report.log_records_deleted += 1;
+    }
+
+    pub(crate) fn set_ckpt(&mut self, shard: u16, seq: u64) {
+        self.batch
+            .insert(&self.inner.meta, keys::ckpt_key(shard), seq.to_be_bytes());
+    }
+
+    pub(crate) fn set_hwm(&mut self, seq: u64) {
+        self.batch
+            .insert(&self.inner.meta, keys::META_HWM, seq.to_be_bytes());
+    }
+
+    /// Commits the batch atomically (no fsync). A failure poisons the store.
+    pub(crate) fn commit(self, fault: Fault, op: &'static str) -> Result<CheckpointReport> {
+        let Self {
+            inner,
+            batch,
+            report,
+            ..
+        } = self;
+        inner.write(fault, op, || batch.commit())?;
+        Ok(report)
+    }
+}
+
+/// A checkpoint being built: add the shard's coalesced dirty keys, dedup ids
+/// and offsets, then [`commit`](Self::commit). Holds the store's materialize
+/// lock (checkpoints and sweeps run one at a time; appends and reads go on).
+/// Dropping it without committing writes nothing.
+pub struct Checkpoint<'s> {
+    shard: u16,
+    upto_seq: u64,
+    started: std::time::Instant,
+    m: Materializer<'s>,
+    _materialize: MutexGuard<'s, ()>,
+}
+
+impl Checkpoint<'_> {
+    /// Materializes `key`'s state after seq `upto_seq` (`None` = deleted).
+    /// Each key at most once per checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::TooLong`]; read errors while maintaining the expiry index.
+    pub fn state(&mut self, key: &str, state: Option<&KeyState>) -> Result<()> {
+        self.m.state(key, state)
+    }
+
+    /// Records idempotency id `id` on `key`, valid until `expires_at` (ms).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::TooLong`].
+    pub fn dedup(&mut self, key: &str, id: &str, expires_at: u64) -> Result<()> {
+        self.m.dedup(key, id, expires_at)
+    }
+
+    /// Records source position `seq` of `name` (kept only if it moves forward).
+    ///
+    /// # Errors
+    ///
+    /// Read errors.
+    pub fn offset(&mut self, name: &str, seq: u64) -> Result<()> {
+        self.m.offset(name, seq)
+    }
+
+    /// Writes everything, `meta ckpt/<shard> = upto_seq` and the deletion of
+    /// the shard's log records with seq ≤ `upto_seq`, as one atomic batch.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Poisoned`]; an I/O or fjall error, which poisons the store.
+    pub fn commit(self) -> Result<CheckpointReport> {
+        let Self {
+            shard,
+            upto_seq,
+            started,
+            mut m,
+            _materialize,
+        } = self;
+        let inner = m.inner;
+        let (covered, ckpt) = {
+            let shards = inner.shards();
+            let log = shards.get(&shard);
+            let covered: Vec<u64> = log
+                .map(|l| {
+                    l.pending
+                        .iter()
+                        .take_while(|&&s| s <= upto_seq)
+                        .copied()
+                        .collect()
+                })
+                .unwrap_or_default();
+            (covered, log.map_or(upto_seq, |l| l.ckpt.max(upto_seq)))
+        };
+        for &seq in &covered {
+            m.delete_log(shard, seq);
+        }
+        m.set_ckpt(shard, ckpt);
+        let mut report = m.commit(Fault::Checkpoint, "committing a checkpoint")?;
+        {
+            let mut shards = inner.shards();
+            let log = shards.entry(shard).or_default();
+            while log.pending.front().is_some_and(|&s| s <= upto_seq) {
+                log.pending.pop_front();
+            }
+            log.ckpt = ckpt;
+            log.last_appended = log.last_appended.max(inner.start_seq - 1);
+        }
+        report.duration = started.elapsed();
+        tracing::debug!(
+            shard,
+            upto_seq,
+            states = report.states_written,
+            deleted = report.keys_deleted,
+            log_records = report.log_records_deleted,
+            ms = report.duration.as_secs_f64() * 1e3,
+            "checkpoint committed"
+        );
+        Ok(report)
+    }
+}
+
+impl Store {
+    /// Starts a checkpoint of `shard` covering its log up to `upto_seq`.
+    /// Waits for a running checkpoint or sweep to finish.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::CheckpointBeyondLog`] if `upto_seq` is above both the
+    /// shard's last appended seq and the high-water mark at open (the states
+    /// would claim records that were never logged); [`StoreError::Poisoned`].
+    pub fn begin_checkpoint(&self, shard: u16, upto_seq: u64) -> Result<Checkpoint<'_>> {
+        let inner = &*self.inner;
+        inner.poison.check()?;
+        let guard = inner.materialize_lock();
+        let last = inner
+            .shards()
+            .get(&shard)
+            .map_or(0, |l| l.last_appended)
+            .max(inner.start_seq - 1);
+        if upto_seq > last {
+            return Err(StoreError::CheckpointBeyondLog {
+                shard,
+                upto_seq,
+                last,
+            });
+        }
+        Ok(Checkpoint {
+            shard,
+            upto_seq,
+            started: std::time::Instant::now(),
+            m: Materializer::new(inner),
+            _materialize: guard,
+        })
+    }
+
+    /// Checkpoints `shard` up to `upto_seq` in one atomic batch: writes the
+    /// coalesced `states` (`None` = delete the key; each key at most once),
+    /// the `dedup` ids and the `offsets`, sets `meta ckpt/<shard>`, and deletes
+    /// the shard's log records with seq ≤ `upto_seq`. Not fsynced — the next
+    /// [`sync`](Self::sync) covers it, and losing it in a crash loses the log
+    /// deletions with it (see the module docs). A convenience over
+    /// [`begin_checkpoint`](Self::begin_checkpoint).
+    ///
+    /// ```
+    /// # use statecraft_store::{Store, StoreOptions, KeyState, DedupEntry};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let (store, _) = Store::open(dir.path(), StoreOptions::default())?;
+    /// let s = KeyState { value: 1.into(), version: 1, updated_at: 0, expires_at: None };
+    /// store.checkpoint(0, 0, [("a", Some(&s)), ("b", None)], [] as [DedupEntry; 0], [("nats/0", 7)])?;
+    /// assert_eq!(store.get("a")?, Some(s));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`begin_checkpoint`](Self::begin_checkpoint) and
+    /// [`Checkpoint::commit`]; [`StoreError::TooLong`] (nothing written).
+    pub fn checkpoint<K, V, E, N>(
+        &self,
+        shard: u16,
+        upto_seq: u64,
+        states: impl IntoIterator<Item = (K, Option<V>)>,
+        dedup: impl IntoIterator<Item = E>,
+        offsets: impl IntoIterator<Item = (N, u64)>,
+    ) -> Result<CheckpointReport>
+    where
+        K: AsRef<str>,
+        V: Borrow<KeyState>,
+        E: Borrow<DedupEntry>,
+        N: AsRef<str>,
+    {
+        let mut ck = self.begin_checkpoint(shard, upto_seq)?;
+        for (k, s) in states {
+            ck.state(k.as_ref(), s.as_ref().map(Borrow::borrow))?;
+        }
+        for d in dedup {
+            let d = d.borrow();
+            ck.dedup(&d.key, &d.id, d.expires_at)?;
+        }
+        for (name, seq) in offsets {
+            ck.offset(name.as_ref(), seq)?;
+        }
+        ck.commit()
+    }
+}
