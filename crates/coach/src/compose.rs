@@ -1,0 +1,590 @@
+//! The offline coach's answer: six parts (or the discovery answer) built from
+//! the lesson's material, the playbook and the calibration.
+//!
+//! Parts, in order: acknowledge; the gap; guiding questions (≥ 2); a strategic
+//! hint (the concept's hint of the calibrated level — for performance questions
+//! the profiling method first, never a guessed cause); a partial pattern in the
+//! learner's language (level 1 shows the skeleton up to the first gap, levels 2
+//! and 3 the whole pattern — always with its gaps); next steps with an
+//! experiment to predict and then run. Then the code that was looked at.
+//!
+//! Invariant (rule 6 of the coach): no code block of an answer is longer than
+//! [`MAX_SOLUTION_LINES`] lines without a `TODO` gap. Patterns come only from
+//! the lesson or the playbook and are shown only when they hold the gap marker;
+//! learner excerpts are at most `workspace::EXCERPT_LINES` (6) lines. A test
+//! over every lesson asserts it.
+
+use crate::answer::{Answer, ConceptRef, Part, Section, Source};
+use crate::calibrate::{Calibration, Level, Mode, Reason};
+use crate::checks::ReviewChecks;
+use crate::classify::QuestionKind;
+use crate::locate::Located;
+use crate::material::{ConceptMaterial, GAP_MARKER, Lang, LessonMaterial};
+use crate::playbook::{Fill, Playbook, fill};
+use crate::workspace::{CodeReview, FileReason, WorkspaceSettings};
+
+/// The longest code block allowed without a gap, in lines.
+pub const MAX_SOLUTION_LINES: usize = 6;
+
+/// Everything the composer needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Situation<'a> {
+    /// The lesson.
+    pub lesson: &'a LessonMaterial,
+    /// The concept chosen.
+    pub concept: &'a ConceptMaterial,
+    /// Why it was chosen.
+    pub located: &'a Located,
+    /// The kind of question.
+    pub kind: QuestionKind,
+    /// The calibration.
+    pub calibration: &'a Calibration,
+    /// The question ("" for a bare review).
+    pub question: &'a str,
+    /// The code review.
+    pub review: &'a CodeReview,
+    /// Check results of a review.
+    pub checks: &'a ReviewChecks,
+    /// Objectives failing at the latest journal check (when not reviewing).
+    pub journal_failing: &'a [String],
+    /// Workspace settings (language, command).
+    pub settings: &'a WorkspaceSettings,
+    /// Journal path and entry count for this lesson (for sources).
+    pub journal: (&'a str, usize),
+}
+
+/// Composes the offline answer.
+pub fn compose(s: &Situation<'_>, book: &Playbook) -> Answer {
+    let mut given = Vec::new();
+    let sections = match s.calibration.mode {
+        Mode::Guide => guide(s, book, &mut given),
+        Mode::Discovery => discovery(s, book, &mut given),
+    };
+    Answer {
+        lesson: s.lesson.number,
+        mode: s.calibration.mode,
+        kind: s.kind,
+        concept: ConceptRef {
+            id: s.concept.id.clone(),
+            title: s.concept.title.clone(),
+            section: s.concept.section.clone(),
+        },
+        level: s.calibration.level,
+        calibration: s.calibration.clone(),
+        sections,
+        sources: sources(s),
+        engine: "offline",
+        notice: None,
+        given,
+    }
+}
+
+fn filler<'a>(s: &'a Situation<'a>, experiment: &'a str, command: &'a str) -> Fill<'a> {
+    Fill {
+        concept: &s.concept.title,
+        section: &s.concept.section,
+        lesson: s.lesson.number,
+        experiment,
+        command,
+        next: &s.lesson.next,
+    }
+}
+
+/// The i-th item of a list, rotating (so repeated asks see other material).
+fn rotate(list: &[String], i: usize) -> Option<&str> {
+    (!list.is_empty()).then(|| list[i % list.len()].as_str())
+}
+
+fn guide(s: &Situation<'_>, book: &Playbook, given: &mut Vec<String>) -> Vec<Section> {
+    let lang = s.settings.lang;
+    let command = s.settings.command_line();
+    let turn = s.calibration.earlier_asks;
+    let experiment = rotate(&s.concept.experiments, turn).unwrap_or(
+        "Predict what your program prints for three events on two keys, then run it and compare.",
+    );
+    let f = filler(s, experiment, &command);
+    let play = book.kind(s.kind);
+    let level = s.calibration.level;
+    let mut sections = Vec::new();
+
+    // 1. Acknowledge.
+    sections.push(section(
+        Part::Acknowledge,
+        "What you have right",
+        acknowledge(s, book, &f),
+    ));
+
+    // 2. The gap.
+    let mut gap = format!(
+        "This is about **{}** — lesson {}, section \"{}\".",
+        s.concept.title, s.lesson.number, s.concept.section
+    );
+    if let Some(p) = play {
+        gap.push(' ');
+        gap.push_str(&fill(&p.gap, &f));
+    }
+    for err in &s.located.errors_matched {
+        gap.push_str(&format!(
+            "\n\nThe message `{err}` is a classic symptom of this concept, not a typo to patch around."
+        ));
+    }
+    for fig in s.checks.figures().iter().filter(|f| !f.passed) {
+        gap.push_str(&format!(
+            "\n\nObjective `{}` is not met yet: measured {}, target {}.",
+            fig.objective, fig.figure, fig.target
+        ));
+    }
+    if let ReviewChecks::Unavailable(why) = s.checks {
+        gap.push_str(&format!("\n\n(The checks could not run: {why}.)"));
+    }
+    if !s.journal_failing.is_empty() && matches!(s.checks, ReviewChecks::NotRun) {
+        let ids: Vec<String> = s.journal_failing.iter().map(|i| format!("`{i}`")).collect();
+        gap.push_str(&format!(
+            "\n\nAt your last check, {} did not pass yet.",
+            ids.join(", ")
+        ));
+    }
+    match &s.calibration.reason {
+        Reason::Misconception { belief } => gap.push_str(&format!(
+            "\n\nOne belief to test before anything else: *\"{belief}\"* — it does not hold here. \
+             Section \"{}\" shows why; find the sentence that contradicts it.",
+            s.concept.section
+        )),
+        Reason::RandomChanges { .. } => {
+            gap.push_str("\n\n");
+            gap.push_str(&book.techniques.stuck_loop);
+        }
+        Reason::Stuck { minutes } if level == Level::MostDirect => gap.push_str(&format!(
+            "\n\nYou have been on this for about {minutes} minutes — here is the most direct help \
+             I can give without taking the discovery away from you."
+        )),
+        Reason::Stuck { minutes } => gap.push_str(&format!(
+            "\n\nYou have been on this for about {minutes} minutes, so let us get more concrete."
+        )),
+        _ => {}
+    }
+    sections.push(section(Part::Gap, "The gap", gap));
+
+    // 3. Guiding questions (at least two).
+    let questions = questions(s, book, &f);
+    given.push(format!("questions:{}", questions.len()));
+    let body = questions
+        .iter()
+        .enumerate()
+        .map(|(i, q)| format!("{}. {q}", i + 1))
+        .collect::<Vec<_>>()
+        .join("\n");
+    sections.push(Section {
+        part: Part::Questions,
+        title: "Questions to ask yourself".into(),
+        body,
+        items: questions,
+    });
+
+    // 4. A strategic hint.
+    let hint_text = s.concept.hints.get(level.hint_index()).map(String::as_str);
+    let mut hint = String::new();
+    if s.kind == QuestionKind::Performance {
+        hint.push_str("Do not guess the cause — measure it. Profile stage by stage:\n\n");
+        for (i, step) in book.profiling.steps.iter().enumerate() {
+            hint.push_str(&format!("{}. {step}\n", i + 1));
+        }
+        hint.push_str(&format!(
+            "\nThe stages of a pipe-protocol program: {}.",
+            book.profiling.stages.join(" → ")
+        ));
+        given.push("profiling".into());
+        if level >= Level::Direct {
+            if let Some(h) = hint_text {
+                hint.push_str(&format!(
+                    "\n\nOnce your timings show which stage holds the time, the lesson's hint for {} is: {h}",
+                    s.concept.title
+                ));
+                given.push(format!("hint:{}", level as u8));
+            }
+        }
+    } else {
+        let label = match level {
+            Level::Gentle => "A gentle hint",
+            Level::Direct => "A more direct hint",
+            Level::MostDirect => "The most direct hint",
+        };
+        match hint_text {
+            Some(h) => {
+                hint.push_str(&format!("{label}: {h}"));
+                given.push(format!("hint:{}", level as u8));
+            }
+            None => hint.push_str(&format!(
+                "{label}: reread \"{}\" and write down the one rule it states.",
+                s.concept.section
+            )),
+        }
+        if let Some(p) = play {
+            hint.push_str("\n\nStrategy: ");
+            hint.push_str(&fill(&p.technique, &f));
+        }
+    }
+    sections.push(section(Part::Hint, "Hint", hint));
+
+    // 5. A partial pattern with gaps.
+    sections.push(section(
+        Part::Pattern,
+        &format!("A pattern to complete ({})", lang.fence()),
+        pattern_body(s, book, lang, given),
+    ));
+
+    // 6. Next steps, with an experiment to predict and then run.
+    let mut steps = vec![fill(&book.techniques.reread, &f)];
+    if s.kind == QuestionKind::Performance {
+        steps.push(
+            "Add the stage timers from the pattern, run a fixed load, and write down each stage's share \
+             of the total before you change any code."
+                .into(),
+        );
+    }
+    steps.push(fill(&book.techniques.predict_then_test, &f));
+    given.push(format!(
+        "experiment:{}",
+        turn % s.concept.experiments.len().max(1)
+    ));
+    match s.kind {
+        QuestionKind::Conceptual => steps.push(fill(&book.techniques.explain_it_back, &f)),
+        QuestionKind::Design => {
+            steps.push(fill(&book.techniques.alternative, &f));
+            steps.push(fill(&book.techniques.scale_up, &f));
+        }
+        QuestionKind::Performance => steps.push(fill(&book.techniques.scale_up, &f)),
+        _ => {}
+    }
+    if level == Level::MostDirect && s.kind != QuestionKind::Conceptual {
+        steps.push(fill(&book.techniques.explain_it_back, &f));
+    }
+    steps.push(fill(&book.techniques.check, &f));
+    steps.dedup();
+    sections.push(section(Part::NextSteps, "Next steps", numbered(&steps)));
+
+    if let Some(code) = code_section(s) {
+        sections.push(code);
+    }
+    sections
+}
+
+fn acknowledge(s: &Situation<'_>, book: &Playbook, f: &Fill<'_>) -> String {
+    let figures = s.checks.figures();
+    let passing: Vec<String> = figures
+        .iter()
+        .filter(|c| c.passed)
+        .map(|c| format!("`{}` ({}; target {})", c.objective, c.figure, c.target))
+        .collect();
+    let mut out = if !passing.is_empty() {
+        format!(
+            "Your program already passes {} of {} objectives: {}. That part works — keep it working.",
+            passing.len(),
+            figures.len(),
+            passing.join(", ")
+        )
+    } else if s.kind == QuestionKind::Review {
+        book.review.acknowledge_none.clone()
+    } else if matches!(s.calibration.reason, Reason::Progress { .. }) {
+        "Since you last asked, fewer objectives fail: you are making progress, so this answer asks \
+         more and tells less."
+            .to_string()
+    } else {
+        book.kind(s.kind)
+            .map(|p| fill(&p.acknowledge, f))
+            .unwrap_or_default()
+    };
+    let named: Vec<&str> = s
+        .review
+        .excerpts
+        .iter()
+        .filter(|e| e.reason == FileReason::Named)
+        .map(|e| e.path.as_str())
+        .collect();
+    if !named.is_empty() {
+        out.push_str(&format!(
+            " Pointing at the file (`{}`) was right: the answer is in code you can see.",
+            named.join("`, `")
+        ));
+    }
+    out
+}
+
+fn questions(s: &Situation<'_>, book: &Playbook, f: &Fill<'_>) -> Vec<String> {
+    let cq = &s.concept.questions;
+    let turn = s.calibration.earlier_asks;
+    let mut out: Vec<String> = Vec::new();
+    let add = |q: String, out: &mut Vec<String>| {
+        if !q.trim().is_empty() && !out.contains(&q) {
+            out.push(q);
+        }
+    };
+    let kind_qs: &[String] = match s.kind {
+        QuestionKind::Review => &book.review.questions,
+        k => book.kind(k).map(|p| p.questions.as_slice()).unwrap_or(&[]),
+    };
+    match s.calibration.level {
+        Level::Gentle => {
+            for i in 0..cq.len().min(2) {
+                add(cq[(turn + i) % cq.len()].clone(), &mut out);
+            }
+            if let Some(q) = kind_qs.first() {
+                add(fill(q, f), &mut out);
+            }
+        }
+        Level::Direct => {
+            for q in cq {
+                add(q.clone(), &mut out);
+            }
+            if let Some(q) = kind_qs.get(1).or(kind_qs.first()) {
+                add(fill(q, f), &mut out);
+            }
+        }
+        Level::MostDirect => {
+            for q in cq.iter().take(2) {
+                add(q.clone(), &mut out);
+            }
+        }
+    }
+    // Never fewer than two questions, whatever the lesson supplied.
+    for q in kind_qs {
+        if out.len() >= 2 {
+            break;
+        }
+        add(fill(q, f), &mut out);
+    }
+    out
+}
+
+/// Level 1: the pattern up to and including its first gap; levels 2–3: all of it.
+fn pattern_for(pattern: &str, level: Level, lang: Lang) -> Option<(String, &'static str)> {
+    let pattern = pattern.trim_matches('\n');
+    if !pattern.contains(GAP_MARKER) {
+        return None;
+    }
+    if level >= Level::Direct {
+        return Some((pattern.to_string(), "full"));
+    }
+    let lines: Vec<&str> = pattern.lines().collect();
+    let first_gap = lines
+        .iter()
+        .position(|l| l.contains(GAP_MARKER))
+        .unwrap_or(0);
+    if first_gap + 1 >= lines.len() {
+        return Some((pattern.to_string(), "full"));
+    }
+    let mut out = lines[..=first_gap].join("\n");
+    let comment = match lang {
+        Lang::Python => "#",
+        Lang::Rust => "//",
+    };
+    out.push_str(&format!(
+        "\n{comment} … (the rest of the pattern comes once this gap works)"
+    ));
+    Some((out, "skeleton"))
+}
+
+fn fenced(lang: Lang, code: &str) -> String {
+    format!("```{}\n{}\n```", lang.fence(), code.trim_end())
+}
+
+fn pattern_body(s: &Situation<'_>, book: &Playbook, lang: Lang, given: &mut Vec<String>) -> String {
+    let level = s.calibration.level;
+    let mut body = String::new();
+    if s.kind == QuestionKind::Performance {
+        let prof = book.profiling.pattern(lang);
+        if prof.contains(GAP_MARKER) {
+            body.push_str("Stage timers first — measure before you change anything:\n\n");
+            body.push_str(&fenced(lang, prof.trim_matches('\n')));
+            given.push(format!("pattern:{}:profiling", lang.fence()));
+        }
+        if level == Level::Gentle {
+            return body;
+        }
+        body.push_str("\n\n");
+    }
+    match pattern_for(s.concept.patterns.for_lang(lang), level, lang) {
+        Some((code, how)) => {
+            let intro = match (how, level) {
+                ("skeleton", _) => "The shape around the first gap; fill in `TODO: YOUR CODE HERE` yourself:",
+                (_, Level::MostDirect) => {
+                    "The whole pattern — every gap is still yours to fill. Say what each `TODO` line must do \
+                     before you write it:"
+                }
+                _ => "The fuller pattern; fill each `TODO: YOUR CODE HERE` yourself:",
+            };
+            body.push_str(intro);
+            body.push_str("\n\n");
+            body.push_str(&fenced(lang, &code));
+            given.push(format!("pattern:{}:{how}", lang.fence()));
+        }
+        None => body.push_str(&format!(
+            "This concept has no {} pattern; sketch the shape in five lines of pseudo-code, leaving the \
+             key line as a gap for yourself.",
+            lang.fence()
+        )),
+    }
+    body
+}
+
+fn code_section(s: &Situation<'_>) -> Option<Section> {
+    if s.review.excerpts.is_empty() && s.review.changed_count == 0 {
+        return None;
+    }
+    let mut body = String::new();
+    if s.review.changed_count > 0 {
+        body.push_str(&format!(
+            "{} file(s) changed since your last coaching ({}).\n",
+            s.review.changed_count, s.review.change_source
+        ));
+    }
+    for ex in &s.review.excerpts {
+        let why = match ex.reason {
+            FileReason::Named => "you named it",
+            FileReason::Changed => "changed since last time",
+            FileReason::Program => "your program",
+        };
+        body.push_str(&format!("\n`{}` ({why}):\n\n", ex.location()));
+        let fence = if ex.path.ends_with(".rs") {
+            "rust"
+        } else if ex.path.ends_with(".py") {
+            "python"
+        } else {
+            ""
+        };
+        body.push_str(&format!("```{fence}\n{}\n```\n", ex.lines.join("\n")));
+    }
+    Some(section(Part::Code, "What I looked at", body))
+}
+
+fn discovery(s: &Situation<'_>, book: &Playbook, given: &mut Vec<String>) -> Vec<Section> {
+    let command = s.settings.command_line();
+    let experiment = rotate(&s.concept.experiments, 0).unwrap_or("");
+    let f = filler(s, experiment, &command);
+    let fixed: Vec<String> = match &s.calibration.reason {
+        Reason::CheckNowPasses { fixed } => fixed.clone(),
+        _ => vec![],
+    };
+    let mut sections = Vec::new();
+
+    let mut found = book.discovery.acknowledge.clone();
+    let objectives: Vec<String> = fixed
+        .iter()
+        .map(|id| match s.lesson.objective(id) {
+            Some(o) if !o.text.is_empty() => format!("`{id}` — {}", o.text),
+            _ => format!("`{id}`"),
+        })
+        .collect();
+    if !objectives.is_empty() {
+        found.push_str(&format!("\n\nNow passing: {}.", objectives.join("; ")));
+    }
+    for fig in s
+        .checks
+        .figures()
+        .iter()
+        .filter(|c| fixed.contains(&c.objective))
+    {
+        found.push_str(&format!(
+            "\n\n`{}` measured {} (target {}).",
+            fig.objective, fig.figure, fig.target
+        ));
+    }
+    found.push_str(&format!(
+        "\n\nWhat you discovered is **{}**: the idea section \"{}\" of lesson {} teaches.",
+        s.concept.title, s.concept.section, s.lesson.number
+    ));
+    sections.push(section(Part::Discovery, "What you discovered", found));
+
+    let mut qs: Vec<String> = book.discovery.questions.clone();
+    qs.push(fill(&book.techniques.explain_it_back, &f));
+    if let Some(q) = s.concept.questions.first() {
+        qs.push(format!("Looking back: {q}"));
+    }
+    given.push(format!("questions:{}", qs.len()));
+    sections.push(Section {
+        part: Part::Questions,
+        title: "Explain it back".into(),
+        body: numbered(&qs),
+        items: qs,
+    });
+
+    let mut connection = format!(
+        "{} is one piece of lesson {} (\"{}\"): {}",
+        s.concept.title, s.lesson.number, s.lesson.title, s.lesson.summary
+    );
+    if !s.lesson.next.is_empty() {
+        connection.push_str("\n\n");
+        connection.push_str(&fill(&book.discovery.next, &f));
+        connection.push_str(&format!(
+            " When you are ready: `statecraft coach {} \"…\"`.",
+            s.lesson.number + 1
+        ));
+    }
+    sections.push(section(
+        Part::Connection,
+        "The broader concept and what comes next",
+        connection,
+    ));
+
+    let mut steps = vec![fill(&book.techniques.scale_up, &f)];
+    if !experiment.is_empty() {
+        steps.push(fill(&book.techniques.predict_then_test, &f));
+    }
+    steps.push(fill(&book.techniques.alternative, &f));
+    steps.push(fill(&book.techniques.check, &f));
+    given.push("discovery".into());
+    sections.push(section(Part::NextSteps, "Next steps", numbered(&steps)));
+    sections
+}
+
+fn sources(s: &Situation<'_>) -> Vec<Source> {
+    let mut out = vec![Source::Lesson {
+        path: s.lesson.path.display().to_string(),
+        section: s.concept.section.clone(),
+    }];
+    for ex in &s.review.excerpts {
+        out.push(Source::File {
+            location: ex.location(),
+            reason: match ex.reason {
+                FileReason::Named => "named",
+                FileReason::Changed => "changed",
+                FileReason::Program => "program",
+            }
+            .into(),
+        });
+    }
+    out.push(Source::Journal {
+        path: s.journal.0.to_string(),
+        entries: s.journal.1,
+    });
+    for f in s.checks.figures() {
+        out.push(Source::Check {
+            objective: f.objective.clone(),
+            passed: f.passed,
+            figure: f.figure.clone(),
+            target: f.target.clone(),
+        });
+    }
+    for e in &s.located.evidence {
+        out.push(Source::Evidence { detail: e.clone() });
+    }
+    out
+}
+
+fn section(part: Part, title: &str, body: String) -> Section {
+    Section {
+        part,
+        title: title.to_string(),
+        body,
+        items: vec![],
+    }
+}
+
+fn numbered(items: &[String]) -> String {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("{}. {s}", i + 1))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

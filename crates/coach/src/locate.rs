@@ -1,0 +1,143 @@
+//! Which concept of the lesson a question is about.
+//!
+//! Scores every concept from evidence: cue words in the question (3 each), error
+//! fragments in the question (5 each), words of its title or id (2 each),
+//! failing objectives that name it (4 in a review, 2 otherwise), cue words in
+//! the reviewed code (1 each, at most 3). The highest score wins; ties go to the
+//! concept coached last on this lesson, then to lesson order. With no evidence
+//! at all: the concept coached last, else the lesson's first concept.
+//! Invariant: deterministic, and every choice carries the evidence that made it
+//! (shown in `--json` sources), so a wrong guess can be traced.
+
+use crate::material::{ConceptMaterial, LessonMaterial};
+use crate::words;
+
+/// Inputs beyond the question.
+#[derive(Debug, Clone, Default)]
+pub struct LocateInput<'a> {
+    /// The learner's question ("" for a bare review).
+    pub question: &'a str,
+    /// Text of the reviewed files.
+    pub code: Vec<&'a str>,
+    /// Ids of objectives failing now (review) or at the latest check.
+    pub failing: Vec<String>,
+    /// Whether this is a review (failing objectives weigh more).
+    pub review: bool,
+    /// The concept coached last on this lesson.
+    pub last_concept: Option<&'a str>,
+}
+
+/// The chosen concept and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// Index into the lesson's concepts.
+    pub index: usize,
+    /// Human-readable evidence ("cue \"lock\" in the question").
+    pub evidence: Vec<String>,
+    /// Error fragments of this concept found in the question.
+    pub errors_matched: Vec<String>,
+    /// The misconception stated in the question, if any.
+    pub misconception: Option<String>,
+}
+
+/// Finds the concept; `None` only when the lesson has no concepts.
+pub fn locate(lesson: &LessonMaterial, input: &LocateInput<'_>) -> Option<Located> {
+    if lesson.concepts.is_empty() {
+        return None;
+    }
+    let q = words::tokens(input.question);
+    let code_toks: Vec<Vec<String>> = input.code.iter().map(|t| words::tokens(t)).collect();
+    let mut scored: Vec<(usize, Vec<String>, Vec<String>)> = Vec::new();
+    for concept in &lesson.concepts {
+        let (score, evidence, errors) = score(concept, lesson, input, &q, &code_toks);
+        scored.push((score, evidence, errors));
+    }
+    let last_idx = input
+        .last_concept
+        .and_then(|id| lesson.concepts.iter().position(|c| c.id == id));
+    let best_score = scored.iter().map(|s| s.0).max().unwrap_or(0);
+    let index = if best_score == 0 {
+        last_idx.unwrap_or(0)
+    } else {
+        match last_idx {
+            Some(i) if scored[i].0 == best_score => i,
+            _ => scored.iter().position(|s| s.0 == best_score).unwrap_or(0),
+        }
+    };
+    let (_, mut evidence, errors_matched) = scored.swap_remove(index);
+    if best_score == 0 {
+        evidence.push(match last_idx {
+            Some(_) => "no clue in the question: staying with the concept coached last".to_string(),
+            None => "no clue in the question: starting with the lesson's first concept".to_string(),
+        });
+    }
+    let misconception = lesson.concepts[index]
+        .misconceptions
+        .iter()
+        .find(|m| words::states_belief(&q, m))
+        .cloned();
+    Some(Located {
+        index,
+        evidence,
+        errors_matched,
+        misconception,
+    })
+}
+
+fn score(
+    concept: &ConceptMaterial,
+    lesson: &LessonMaterial,
+    input: &LocateInput<'_>,
+    q: &[String],
+    code: &[Vec<String>],
+) -> (usize, Vec<String>, Vec<String>) {
+    let mut score = 0;
+    let mut evidence = Vec::new();
+    let mut errors = Vec::new();
+    for cue in &concept.cues {
+        if words::contains_phrase(q, cue) {
+            score += 3;
+            evidence.push(format!("cue \"{cue}\" in the question"));
+        }
+    }
+    for err in &concept.errors {
+        if words::contains_fragment(input.question, err) {
+            score += 5;
+            evidence.push(format!("error \"{err}\" in the question"));
+            errors.push(err.clone());
+        }
+    }
+    let title_words = words::content_words(&format!(
+        "{} {}",
+        concept.title,
+        concept.id.replace('_', " ")
+    ));
+    for w in title_words.iter().filter(|w| w.len() > 3) {
+        if q.contains(w) {
+            score += 2;
+            evidence.push(format!(
+                "\"{w}\" (from the concept's title) in the question"
+            ));
+        }
+    }
+    for id in &input.failing {
+        if lesson
+            .objective(id)
+            .is_some_and(|o| o.concept == concept.id)
+        {
+            score += if input.review { 4 } else { 2 };
+            evidence.push(format!("objective `{id}` is failing"));
+        }
+    }
+    let code_hits = concept
+        .cues
+        .iter()
+        .filter(|cue| code.iter().any(|toks| words::contains_phrase(toks, cue)))
+        .take(3)
+        .count();
+    if code_hits > 0 {
+        score += code_hits;
+        evidence.push(format!("{code_hits} cue word(s) in your code"));
+    }
+    (score, evidence, errors)
+}
