@@ -19,6 +19,8 @@ static LESSONS: &[(&str, &str)] = lessons![
     "001_basics.md",
     "002_asyncio.md",
     "003_backpressure.md",
+    "004_parallelism.md",
+    "005_durability.md",
 ];
 
 /// Every built-in lesson as `(file name, full text)`, sorted by number.
