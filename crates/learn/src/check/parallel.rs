@@ -1,0 +1,153 @@
+//! Lesson 4 checks: CPU-bound work without blocking the event loop. Per-key
+//! order must hold with 4 workers; CPU-heavy apply must run faster on 4
+//! workers than on 1; and the program must keep answering `ping` while it runs.
+//!
+//! CPU-heavy apply is `STATECRAFT_APPLY_DELAY_US` with `STATECRAFT_APPLY_MODE=cpu`:
+//! the program burns that much CPU per event (a protocol extension; the default
+//! mode `sleep` plays a slow I/O-bound consumer instead).
+//!
+//! Invariant: the speed-up is the best of at most two paired runs (1 worker,
+//! then 4), so one noisy moment on a shared machine does not fail a correct
+//! program; responsiveness is only graded when enough pings were sent while
+//! work was still pending.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::basics::{order_run, start};
+use super::harness::{HarnessError, ProgramSpec, Reply};
+use super::model::{Ev, ids};
+use super::{CheckFailure, Ctx, Measured, Verdict, ms_between, pause, quantile};
+
+/// `parallel_order`: per-key order with `WORKERS=4`.
+pub(crate) fn parallel_order(ctx: &mut Ctx<'_>) -> Measured {
+    let mut spec = ctx.spec()?;
+    spec.set("STATECRAFT_WORKERS", 4)
+        .set("STATECRAFT_APPLY_DELAY_US", 50);
+    order_run(&spec)
+}
+
+fn cpu_spec(ctx: &mut Ctx<'_>, workers: u32, delay_us: u64) -> Result<ProgramSpec, CheckFailure> {
+    let mut spec = ctx.spec()?;
+    spec.set("STATECRAFT_WORKERS", workers)
+        .set("STATECRAFT_APPLY_DELAY_US", delay_us)
+        .set("STATECRAFT_APPLY_MODE", "cpu");
+    Ok(spec)
+}
+
+/// Sends `n` CPU-heavy events over many keys; time from first send to last reply.
+fn timed_cpu_run(spec: &ProgramSpec, n: usize) -> Result<Duration, HarnessError> {
+    let mut h = start(spec)?;
+    let evs: Vec<Ev> = (1..=n)
+        .map(|i| Ev::incr(format!("c{i}"), format!("cpu{}", i % 48), 1))
+        .collect();
+    let ids = ids(&evs);
+    let t0 = Instant::now();
+    h.send_lines(evs.iter().map(Ev::line));
+    h.await_replies(&ids)?;
+    let last = ids
+        .iter()
+        .filter_map(|id| h.event_reply(id).map(|r| r.at))
+        .max()
+        .unwrap_or_else(Instant::now);
+    h.kill9()?;
+    Ok(last.saturating_duration_since(t0))
+}
+
+/// `parallel_speedup`: time with `WORKERS=1` over time with `WORKERS=4`.
+pub(crate) fn parallel_speedup(ctx: &mut Ctx<'_>) -> Measured {
+    const N: usize = 240;
+    const DELAY_US: u64 = 5000;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let target = 1.5_f64.min(0.8 * cores);
+    let one = cpu_spec(ctx, 1, DELAY_US)?;
+    let four = cpu_spec(ctx, 4, DELAY_US)?;
+    let mut best_one = Duration::MAX;
+    let mut best_four = Duration::MAX;
+    let mut speedup = 0.0;
+    for _attempt in 0..2 {
+        best_one = best_one.min(timed_cpu_run(&one, N)?);
+        best_four = best_four.min(timed_cpu_run(&four, N)?);
+        speedup = best_one.as_secs_f64() / best_four.as_secs_f64().max(1e-6);
+        if speedup >= target {
+            break;
+        }
+    }
+    let injected = N as f64 * DELAY_US as f64 / 1e6;
+    let figure = format!(
+        "speed-up {speedup:.2}× ({:.2} s on 1 worker, {:.2} s on 4; {cores} cores)",
+        best_one.as_secs_f64(),
+        best_four.as_secs_f64()
+    );
+    if best_one.as_secs_f64() < 0.5 * injected {
+        return Ok(Verdict::fail(
+            figure,
+            format!(
+                "{N} events with APPLY_DELAY_US={DELAY_US} and APPLY_MODE=cpu took less than half of the {injected:.1} s of CPU work they carry on 1 worker: burn the delay as CPU work in apply"
+            ),
+        ));
+    }
+    Ok(Verdict::judge(
+        speedup >= target,
+        figure,
+        format!(
+            "4 workers are not faster than 1 on CPU-bound work (target {target:.2}×): in Python, threads share one interpreter lock; run apply in processes, each owning a shard of the keys"
+        ),
+    ))
+}
+
+/// `responsive`: p99 of `ping` round trips while CPU-heavy apply runs.
+pub(crate) fn responsive(ctx: &mut Ctx<'_>) -> Measured {
+    const N: usize = 48;
+    const DELAY_US: u64 = 50_000;
+    const LIMIT_MS: f64 = 250.0;
+    const MIN_PINGS: usize = 5;
+    let mut spec = cpu_spec(ctx, 4, DELAY_US)?;
+    spec.set("STATECRAFT_MAX_BATCH", 16);
+    let mut h = start(&spec)?;
+    let evs: Vec<Ev> = (1..=N)
+        .map(|i| Ev::incr(format!("r{i}"), format!("busy{}", i % 16), 1))
+        .collect();
+    let ids = ids(&evs);
+    h.send_lines(evs.iter().map(Ev::line));
+    let ping = json!({"cmd": "ping"});
+    let mut rtts = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        h.drain_ready()?;
+        let pending = ids.iter().any(|id| h.event_reply(id).is_none());
+        if !pending || Instant::now() > deadline {
+            break;
+        }
+        let sent = Instant::now();
+        match h.command(&ping, "ping (answered at once, not after queued events)")? {
+            (Reply::Pong, at) => rtts.push(ms_between(sent, at)),
+            (other, _) => {
+                return Ok(Verdict::fail(
+                    "wrong reply to ping",
+                    format!(
+                        "{{\"cmd\":\"ping\"}} must be answered {{\"pong\":true}}, got {other:?}"
+                    ),
+                ));
+            }
+        }
+        pause(Duration::from_millis(50));
+    }
+    h.kill9()?;
+    if rtts.len() < MIN_PINGS {
+        return Ok(Verdict::fail(
+            format!("only {} pings during the work", rtts.len()),
+            format!(
+                "the {N} CPU-heavy events (APPLY_DELAY_US={DELAY_US}, APPLY_MODE=cpu) finished too fast to measure: burn the delay as CPU work in apply"
+            ),
+        ));
+    }
+    let p99 = quantile(&rtts, 0.99);
+    let p50 = quantile(&rtts, 0.5);
+    Ok(Verdict::judge(
+        p99 <= LIMIT_MS,
+        format!("ping p99 {p99:.0} ms (p50 {p50:.0} ms, {} pings)", rtts.len()),
+        "the event loop is blocked while apply runs: CPU work on the loop (or a blocking wait on a future) stops it reading stdin and answering; offload apply to workers and await the results".to_string(),
+    ))
+}
