@@ -241,6 +241,41 @@ pub fn code_blocks(markdown: &str) -> Vec<CodeBlock> {
     out
 }
 
+/// Splits an LLM's Markdown answer into sections at `#`/`##` headings (text
+/// before the first heading becomes a section titled "Answer").
+pub fn sections_from_markdown(markdown: &str) -> Vec<Section> {
+    let mut out: Vec<Section> = Vec::new();
+    let mut title = "Answer".to_string();
+    let mut body = String::new();
+    let mut in_code = false;
+    let flush = |title: &str, body: &mut String, out: &mut Vec<Section>| {
+        if !body.trim().is_empty() {
+            out.push(Section {
+                part: Part::Text,
+                title: title.to_string(),
+                body: body.trim().to_string(),
+                items: vec![],
+            });
+        }
+        body.clear();
+    };
+    for line in markdown.lines() {
+        if fence_of(line).is_some() {
+            in_code = !in_code;
+        }
+        let t = line.trim_start();
+        if !in_code && (t.starts_with("# ") || t.starts_with("## ")) {
+            flush(&title, &mut body, &mut out);
+            title = t.trim_start_matches('#').trim().replace("**", "");
+            continue;
+        }
+        body.push_str(line);
+        body.push('\n');
+    }
+    flush(&title, &mut body, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

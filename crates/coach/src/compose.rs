@@ -194,14 +194,14 @@ fn guide(s: &Situation<'_>, book: &Playbook, given: &mut Vec<String>) -> Vec<Sec
             book.profiling.stages.join(" → ")
         ));
         given.push("profiling".into());
-        if level >= Level::Direct {
-            if let Some(h) = hint_text {
-                hint.push_str(&format!(
-                    "\n\nOnce your timings show which stage holds the time, the lesson's hint for {} is: {h}",
-                    s.concept.title
-                ));
-                given.push(format!("hint:{}", level as u8));
-            }
+        if level >= Level::Direct
+            && let Some(h) = hint_text
+        {
+            hint.push_str(&format!(
+                "\n\nOnce your timings show which stage holds the time, the lesson's hint for {} is: {h}",
+                s.concept.title
+            ));
+            given.push(format!("hint:{}", level as u8));
         }
     } else {
         let label = match level {

@@ -8,7 +8,8 @@
 //!   cut into short excerpts. [`checks`] — check figures for `review`.
 //! - [`classify`] — what kind of question; [`locate`] — which concept;
 //!   [`words`] — the word matching both use.
-//! - [`journal`] — `.statecraft/journal.jsonl`, shared with the checker;
+//! - [`journal`] — `.statecraft/journal.jsonl`, shared with the checker ([`history`]
+//!   lists it);
 //!   [`calibrate`] — how much help, from the journal and the clock.
 //! - [`compose`] — the offline answer in six parts (or the discovery answer);
 //!   [`answer`] — the answer type, its Markdown and JSON.
@@ -26,6 +27,7 @@ pub mod checks;
 pub mod classify;
 pub mod compose;
 pub mod error;
+pub mod history;
 pub mod journal;
 pub mod llm;
 pub mod locate;

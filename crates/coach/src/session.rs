@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::answer::Answer;
-use crate::calibrate::{Mode, Signals, calibrate};
+use crate::calibrate::{Signals, calibrate};
 use crate::checks::ReviewChecks;
 use crate::classify::{QuestionKind, classify};
 use crate::compose::{Situation, compose};
@@ -149,15 +149,13 @@ impl Session {
             &signals,
         );
         // A discovery is about what was fixed: its first objective's concept.
-        if calibration.mode == Mode::Discovery {
-            if let crate::calibrate::Reason::CheckNowPasses { fixed } = &calibration.reason {
-                if let Some(i) = fixed.iter().find_map(|id| {
-                    let concept = &lesson.objective(id)?.concept;
-                    lesson.concepts.iter().position(|c| &c.id == concept)
-                }) {
-                    concept_idx = i;
-                }
-            }
+        if let crate::calibrate::Reason::CheckNowPasses { fixed } = &calibration.reason
+            && let Some(i) = fixed.iter().find_map(|id| {
+                let concept = &lesson.objective(id)?.concept;
+                lesson.concepts.iter().position(|c| &c.id == concept)
+            })
+        {
+            concept_idx = i;
         }
         let journal_path = journal.path.display().to_string();
         let journal_count =

@@ -204,10 +204,10 @@ fn named_files(root: &Path, question: &str) -> Vec<String> {
         if tok.is_empty() || !(tok.contains('.') || tok.contains('/')) {
             continue;
         }
-        if let Some(rel) = inside(root, &root.join(tok)) {
-            if !out.contains(&rel) {
-                out.push(rel);
-            }
+        if let Some(rel) = inside(root, &root.join(tok))
+            && !out.contains(&rel)
+        {
+            out.push(rel);
         }
     }
     out

@@ -64,3 +64,77 @@ impl LlmError {
         format!("(LLM coach unavailable — {self}; here is the offline coach's answer.)")
     }
 }
+
+use std::io::Write;
+
+use crate::answer::sections_from_markdown;
+use crate::render::{Style, render};
+use crate::session::Session;
+
+/// Which engine answered a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// The model answered (possibly with guarded blocks revised or replaced).
+    Llm,
+    /// The offline coach answered, after the one-line notice.
+    OfflineFallback,
+}
+
+/// Answers `session` with the model, streaming to `out`; on any [`LlmError`]
+/// prints its one-line notice and the offline answer instead. Afterwards
+/// `session.answer` describes what was given (sections, engine, notice), ready
+/// for `--json` and [`Session::record`]. Only an error writing to `out` fails.
+pub async fn answer_with_fallback(
+    session: &mut Session,
+    cfg: &LlmConfig,
+    style: Style,
+    out: &mut (dyn Write + Send),
+) -> std::io::Result<Answered> {
+    let prompt = Prompt::from_session(session);
+    match stream_answer(cfg, &prompt, style, out).await {
+        Ok(answer) => {
+            if !answer.text.ends_with('\n') {
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            session.answer.sections = sections_from_markdown(&answer.text);
+            session.answer.engine = "llm";
+            let mut given = session.answer.given.clone();
+            given.push(format!(
+                "llm:held={},revised={},pattern={}",
+                answer.held, answer.revised, answer.replaced_by_pattern
+            ));
+            session.answer.given = given;
+            Ok(Answered::Llm)
+        }
+        Err(LlmError::Output(e)) => Err(e),
+        Err(e) => {
+            let notice = e.notice();
+            // Whatever streamed before the failure stays on screen; the notice
+            // starts on a fresh line.
+            out.write_all(format!("\n{notice}\n\n").as_bytes())?;
+            out.write_all(render(&session.answer.to_markdown(), style).as_bytes())?;
+            out.flush()?;
+            session.answer.notice = Some(notice);
+            Ok(Answered::OfflineFallback)
+        }
+    }
+}
+
+/// Answers `session` with the model without printing (for `--json`): the
+/// model's answer, or the offline one with the notice set.
+pub async fn answer_quietly(session: &mut Session, cfg: &LlmConfig) -> Answered {
+    let mut sink = std::io::sink();
+    let prompt = Prompt::from_session(session);
+    match stream_answer(cfg, &prompt, Style::Plain, &mut sink).await {
+        Ok(answer) => {
+            session.answer.sections = sections_from_markdown(&answer.text);
+            session.answer.engine = "llm";
+            Answered::Llm
+        }
+        Err(e) => {
+            session.answer.notice = Some(e.notice());
+            Answered::OfflineFallback
+        }
+    }
+}

@@ -61,12 +61,12 @@ impl Prompt {
             }
             None => u.push_str("(the section's prose is not available)\n"),
         }
-        if let Some(c) = concept {
-            if !c.misconceptions.is_empty() {
-                u.push_str("\nCommon misconceptions:\n");
-                for m in &c.misconceptions {
-                    u.push_str(&format!("- {m}\n"));
-                }
+        if let Some(c) = concept
+            && !c.misconceptions.is_empty()
+        {
+            u.push_str("\nCommon misconceptions:\n");
+            for m in &c.misconceptions {
+                u.push_str(&format!("- {m}\n"));
             }
         }
 
