@@ -41,8 +41,9 @@ pub enum StoreError {
         reason: fjall::JournalRecoveryError,
     },
 
-    /// Bytes that the store wrote itself did not decode (a state, log record,
-    /// meta value or key layout). Never silently skipped.
+    /// Data on disk did not decode: a state, log record, meta value or key
+    /// layout of ours, or fjall's journal in a way that made fjall panic while
+    /// recovering. Never silently skipped.
     #[error("corrupt data: {what}")]
     Corrupt {
         /// What did not decode, and where.

@@ -235,8 +235,17 @@ impl Store {
         if let Some(b) = options.max_journal_bytes {
             builder = builder.max_journaling_size(b.max(64 << 20));
         }
-        let db = builder
-            .open()
+        // fjall's journal reader trusts some length fields it has not checked
+        // (a `debug_assert` fires on a damaged one in debug builds): a panic
+        // while recovering is damage on disk, reported as such, not a crash.
+        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.open()))
+            .map_err(|panic| StoreError::Corrupt {
+                what: format!(
+                    "fjall panicked while recovering {}: {}",
+                    path.display(),
+                    panic_message(panic.as_ref())
+                ),
+            })?
             .map_err(open_err(&path, "opening the database"))?;
         let ks = |name: &str| {
             db.keyspace(name, KeyspaceCreateOptions::default)
@@ -569,6 +578,16 @@ pub(crate) fn check_id(id: &str) -> Result<()> {
         });
     }
     Ok(())
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    }
 }
 
 fn in_key(e: StoreError, key: &str) -> StoreError {
