@@ -1,0 +1,47 @@
+//! A correct Python learner (`learners/good.py`) passes every objective of
+//! lessons 1, 2 and 3 — and of 5, 6 and 9, which it also implements.
+
+#[path = "learners/support.rs"]
+mod support;
+
+use support::{assert_only_failing, check, python_available, serial};
+
+fn passes(lesson: u32, test: &str) {
+    if !python_available(test) {
+        return;
+    }
+    let _serial = serial();
+    let report = check(lesson, "good.py");
+    assert_only_failing(&report, &[]);
+    assert!(report.passed);
+}
+
+#[test]
+fn good_learner_passes_lesson_1() {
+    passes(1, "good_learner_passes_lesson_1");
+}
+
+#[test]
+fn good_learner_passes_lesson_2() {
+    passes(2, "good_learner_passes_lesson_2");
+}
+
+#[test]
+fn good_learner_passes_lesson_3() {
+    passes(3, "good_learner_passes_lesson_3");
+}
+
+#[test]
+fn good_learner_passes_lesson_5() {
+    passes(5, "good_learner_passes_lesson_5");
+}
+
+#[test]
+fn good_learner_passes_lesson_6() {
+    passes(6, "good_learner_passes_lesson_6");
+}
+
+#[test]
+fn good_learner_passes_lesson_9() {
+    passes(9, "good_learner_passes_lesson_9");
+}

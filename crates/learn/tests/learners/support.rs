@@ -1,0 +1,94 @@
+//! Shared by the `check_*` scenario tests: finds python3, runs one lesson's
+//! checks against a learner program of this directory, and serializes the
+//! scenarios of a test binary (they measure time and memory; running them
+//! side by side on a 2-core machine would measure each other).
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+
+use statecraft_learn::check::{
+    CATALOGUE, CheckOptions, CheckReport, ObjectiveRef, run_objectives,
+};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Holds the binary-wide lock for one scenario.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `true` when python3 runs; otherwise prints why the test is skipped, and
+/// panics under `CI=true` (CI must have python3).
+pub fn python_available(test: &str) -> bool {
+    let ok = Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: python3 is required under CI=true"
+        );
+        eprintln!("SKIPPED {test}: python3 is not installed");
+    }
+    ok
+}
+
+/// The directory of the learner programs.
+pub fn learners_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/learners")
+}
+
+/// Lesson `n`'s objectives as the catalogue defines them: `protocol` plus every
+/// check introduced by lesson `n` (objective id = check id).
+pub fn objectives(n: u32) -> Vec<ObjectiveRef> {
+    CATALOGUE
+        .iter()
+        .filter(|c| c.lesson == 0 || c.lesson == n)
+        .map(|c| ObjectiveRef {
+            id: c.id.to_string(),
+            check: c.id.to_string(),
+        })
+        .collect()
+}
+
+/// Runs lesson `n`'s checks against `learners/<script>`, printing each outcome.
+pub fn check(n: u32, script: &str) -> CheckReport {
+    let cmd = vec!["python3".to_string(), script.to_string()];
+    let opts = CheckOptions::new(learners_dir());
+    let report = run_objectives(n, &objectives(n), &cmd, &opts, &mut |o| {
+        eprintln!(
+            "[lesson {n} {script}] {} {}: {} (target: {}){}",
+            if o.passed { "PASS" } else { "FAIL" },
+            o.id,
+            o.figure,
+            o.target,
+            o.detail
+                .as_deref()
+                .map(|d| format!("\n    {}", d.replace('\n', "\n    ")))
+                .unwrap_or_default()
+        );
+    });
+    report
+}
+
+/// Asserts exactly the objectives in `failing` failed, the others passed.
+pub fn assert_only_failing(report: &CheckReport, failing: &[&str]) {
+    for o in &report.objectives {
+        let should_fail = failing.contains(&o.id.as_str());
+        assert_eq!(
+            o.passed,
+            !should_fail,
+            "lesson {}: objective `{}` {} but should have {} — figure: {}; detail: {}",
+            report.lesson,
+            o.id,
+            if o.passed { "passed" } else { "failed" },
+            if should_fail { "failed" } else { "passed" },
+            o.figure,
+            o.detail.as_deref().unwrap_or("-")
+        );
+    }
+}
