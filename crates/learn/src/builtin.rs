@@ -21,6 +21,8 @@ static LESSONS: &[(&str, &str)] = lessons![
     "003_backpressure.md",
     "004_parallelism.md",
     "005_durability.md",
+    "006_observability.md",
+    "007_adaptive_queue.md",
 ];
 
 /// Every built-in lesson as `(file name, full text)`, sorted by number.
