@@ -19,7 +19,9 @@ use statecraft_coach::journal::{CheckEntry, Journal, JournalEntry};
 use statecraft_coach::llm::{self, LlmConfig};
 use statecraft_coach::render::{Style, render};
 use statecraft_coach::workspace::WorkspaceSettings;
-use statecraft_coach::{Ask, CheckFigure, ReviewChecks, Session, history, material};
+use statecraft_coach::{Ask, CheckFigure, LessonMaterial, ReviewChecks, Session, history};
+use statecraft_learn::check::{CheckOptions, run_lesson_with};
+use statecraft_learn::lesson::Lesson;
 
 /// Arguments of `statecraft coach`.
 #[derive(Debug, clap::Args)]
@@ -66,7 +68,8 @@ pub fn run(args: CoachArgs) -> anyhow::Result<ExitCode> {
         "workspace {} is not a directory",
         workspace.display()
     );
-    let lesson = material::load(args.lesson, Some(&workspace))?;
+    // The loader's error names every path it tried.
+    let lesson = statecraft_learn::lesson::load_lesson(args.lesson, Some(&workspace))?;
 
     if args.history {
         let journal = Journal::read(&workspace)?;
@@ -82,10 +85,11 @@ pub fn run(args: CoachArgs) -> anyhow::Result<ExitCode> {
     let ask = Ask::from_words(&args.question)?;
     let now = args.now.unwrap_or_else(unix_now);
     let checks = match ask {
-        Ask::Review => run_checks(&workspace, args.lesson, now),
+        Ask::Review => run_checks(&workspace, &lesson, now),
         Ask::Question(_) => ReviewChecks::NotRun,
     };
-    let mut session = Session::prepare(lesson, &workspace, ask, checks, now)?;
+    let material = LessonMaterial::from_lesson(&lesson);
+    let mut session = Session::prepare(material, &workspace, ask, checks, now)?;
 
     let llm_config = if args.offline {
         Ok(None)
@@ -167,7 +171,7 @@ fn unix_now() -> u64 {
 
 /// Runs lesson `lesson`'s checks on the workspace's program for `review`, and
 /// makes sure the run is in the journal (the coach's calibration reads it).
-fn run_checks(workspace: &Path, lesson: u32, now: u64) -> ReviewChecks {
+fn run_checks(workspace: &Path, lesson: &Lesson, now: u64) -> ReviewChecks {
     let settings = match WorkspaceSettings::read(workspace) {
         Ok(s) => s,
         Err(e) => return ReviewChecks::Unavailable(e.to_string()),
@@ -179,13 +183,34 @@ fn run_checks(workspace: &Path, lesson: u32, now: u64) -> ReviewChecks {
                 .into(),
         );
     }
-    let checks_before = count_checks(workspace, lesson);
-    let figures = match checker::run(workspace, lesson, &settings.command) {
-        Ok(f) => f,
-        Err(why) => return ReviewChecks::Unavailable(why),
-    };
-    if count_checks(workspace, lesson) == checks_before {
-        record_check(workspace, lesson, &figures, now);
+    let checks_before = count_checks(workspace, lesson.number);
+    eprintln!(
+        "Running lesson {}'s checks on `{}` …",
+        lesson.number,
+        settings.command_line()
+    );
+    let opts = CheckOptions::new(workspace);
+    let report = run_lesson_with(lesson, &settings.command, &opts, &mut |o| {
+        eprintln!(
+            "  {} {} — {} (target {})",
+            if o.passed { "pass" } else { "FAIL" },
+            o.id,
+            o.figure,
+            o.target
+        );
+    });
+    let figures: Vec<CheckFigure> = report
+        .objectives
+        .iter()
+        .map(|o| CheckFigure {
+            objective: o.id.clone(),
+            passed: o.passed,
+            figure: o.figure.clone(),
+            target: o.target.clone(),
+        })
+        .collect();
+    if count_checks(workspace, lesson.number) == checks_before {
+        record_check(workspace, lesson.number, &figures, now);
     }
     ReviewChecks::Ran(figures)
 }
@@ -209,21 +234,5 @@ fn record_check(workspace: &Path, lesson: u32, figures: &[CheckFigure], now: u64
     });
     if let Err(e) = Journal::read(workspace).and_then(|mut j| j.append(entry)) {
         eprintln!("warning: could not record the check run: {e}");
-    }
-}
-
-/// The bridge to the checker of `statecraft-learn`.
-mod checker {
-    use std::path::Path;
-
-    use statecraft_coach::CheckFigure;
-
-    /// Runs the lesson's checks against `command`, one figure per objective.
-    pub fn run(
-        _workspace: &Path,
-        _lesson: u32,
-        _command: &[String],
-    ) -> Result<Vec<CheckFigure>, String> {
-        Err("the checker is not available in this build".into())
     }
 }
