@@ -17,10 +17,13 @@ use std::collections::HashMap;
 const SHARDS: u16 = 3;
 const KEYS: u8 = 12;
 
+/// One key's change in a batch: None = delete, Some((value, ttl)).
+type Change = (u8, Option<(i64, Option<u64>)>);
+
 #[derive(Debug, Clone)]
 enum Op {
-    /// A batch on the shard that owns each key: (key, None = delete | Some(value, ttl)).
-    Append(Vec<(u8, Option<(i64, Option<u64>)>)>, Option<u8>),
+    /// A batch on the shards that own its keys, and maybe an idempotency id.
+    Append(Vec<Change>, Option<u8>),
     Sync,
     Checkpoint(u16),
     Sweep(u64, usize),

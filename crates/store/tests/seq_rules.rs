@@ -1,0 +1,131 @@
+//! Scenario: the seq rules that keep recovery exact — per-shard seqs strictly
+//! increase, a checkpoint cannot claim unlogged records, and after a reopen
+//! (with any shard count) every shard starts above every seq ever seen.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use statecraft_store::{DedupEntry, StoreError};
+
+#[test]
+fn seqs_only_grow_and_checkpoints_cover_only_logged_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.next_seq(), 1);
+
+    store.append(&marker_record(0, 1, 1)).unwrap();
+    store.append(&marker_record(0, 2, 1)).unwrap();
+    let err = store.append(&marker_record(0, 2, 1)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::SeqOutOfOrder {
+                shard: 0,
+                seq: 2,
+                last: 2
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        store.poisoned().is_none(),
+        "a refused append writes nothing and does not poison"
+    );
+
+    // Shard 5 runs far ahead of shard 0.
+    store.append(&marker_record(5, 900, 1)).unwrap();
+
+    let err = store.begin_checkpoint(0, 3).err().unwrap();
+    assert!(
+        matches!(
+            err,
+            StoreError::CheckpointBeyondLog {
+                shard: 0,
+                upto_seq: 3,
+                last: 2
+            }
+        ),
+        "{err:?}"
+    );
+    store
+        .checkpoint(
+            0,
+            2,
+            [("a", Some(st(1, 1)))],
+            [] as [DedupEntry; 0],
+            [("src/0", 2)],
+        )
+        .unwrap();
+    assert_eq!(store.checkpoint_seq(0), 2);
+    store.sync().unwrap();
+    drop(store);
+
+    // Reopen: record 900 of shard 5 is replayed; everyone starts at 901.
+    let (store, report) = statecraft_store::Store::open(dir.path(), opts()).unwrap();
+    assert_eq!(report.records_replayed, 1);
+    assert_eq!(report.next_seq, 901);
+    assert_eq!(report.checkpoints.get(&5), Some(&900));
+    assert_eq!(store.checkpoint_seq(5), 900);
+    for shard in 0..8 {
+        let err = store.append(&marker_record(shard, 900, 1)).unwrap_err();
+        assert!(matches!(err, StoreError::SeqOutOfOrder { .. }));
+        store.append(&marker_record(shard, 901, 1)).unwrap();
+    }
+    // A shard that appended nothing may checkpoint up to the high-water mark.
+    store
+        .checkpoint(
+            9,
+            900,
+            [("b", Some(st(2, 1)))],
+            [] as [DedupEntry; 0],
+            [] as [(&str, u64); 0],
+        )
+        .unwrap();
+    drop(store);
+
+    // Offsets only move forward, whichever shard writes them.
+    let store = open(dir.path());
+    assert_eq!(store.offset("src/0").unwrap(), Some(901));
+    store
+        .checkpoint(
+            0,
+            0,
+            [] as [(&str, Option<statecraft_store::KeyState>); 0],
+            [] as [DedupEntry; 0],
+            [("src/0", 5)],
+        )
+        .unwrap();
+    assert_eq!(store.offset("src/0").unwrap(), Some(901));
+}
+
+#[test]
+fn over_long_keys_and_ids_are_refused_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let long = "x".repeat(statecraft_store::MAX_KEY_BYTES + 1);
+    let err = store
+        .checkpoint(
+            0,
+            0,
+            [(long.as_str(), Some(st(1, 1)))],
+            [] as [DedupEntry; 0],
+            [] as [(&str, u64); 0],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooLong { what: "key", .. }),
+        "{err:?}"
+    );
+    let mut rec = marker_record(0, 1, 0);
+    rec.dedup.push(DedupEntry {
+        key: "k".into(),
+        id: "i".repeat(statecraft_store::MAX_ID_BYTES + 1),
+        expires_at: 1,
+    });
+    assert!(matches!(
+        store.append(&rec).unwrap_err(),
+        StoreError::TooLong { .. }
+    ));
+    assert!(store.poisoned().is_none());
+    assert_eq!(store.get(&long).unwrap(), None);
+}
