@@ -9,9 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
-use statecraft_learn::check::{
-    CATALOGUE, CheckOptions, CheckReport, ObjectiveRef, run_objectives,
-};
+use statecraft_learn::check::{CATALOGUE, CheckOptions, CheckReport, ObjectiveRef, run_objectives};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

@@ -1,0 +1,65 @@
+//! Each classic mistake fails exactly the objective that is about it, and the
+//! other objectives of that lesson still pass: the checks can fail, and they
+//! fail for the right reason.
+
+#[path = "learners/support.rs"]
+mod support;
+
+use support::{assert_only_failing, check, python_available, serial};
+
+#[test]
+fn global_queue_with_several_workers_breaks_per_key_order() {
+    if !python_available("global_queue_with_several_workers_breaks_per_key_order") {
+        return;
+    }
+    let _serial = serial();
+    let report = check(1, "bad_global_queue.py");
+    assert_only_failing(&report, &["per_key_order"]);
+}
+
+#[test]
+fn no_batch_deadline_misses_the_deadline() {
+    if !python_available("no_batch_deadline_misses_the_deadline") {
+        return;
+    }
+    let _serial = serial();
+    let report = check(2, "bad_no_deadline.py");
+    assert_only_failing(&report, &["deadline"]);
+}
+
+#[test]
+fn unbounded_queue_breaks_depth_and_memory_bounds() {
+    if !python_available("unbounded_queue_breaks_depth_and_memory_bounds") {
+        return;
+    }
+    let _serial = serial();
+    let report = check(3, "bad_unbounded.py");
+    // An unbounded queue never overflows, so it never refuses anything: the
+    // catalogue's exactly_one_reply demands some nacks under that load, so it
+    // fails too — and says why.
+    assert_only_failing(
+        &report,
+        &["bounded_depth", "bounded_memory", "exactly_one_reply"],
+    );
+    let detail = report
+        .outcome("exactly_one_reply")
+        .and_then(|o| o.detail.clone())
+        .unwrap_or_default();
+    assert!(detail.contains("no event was refused"), "{detail}");
+    assert!(!detail.contains("more than one reply"), "{detail}");
+}
+
+#[test]
+fn acking_before_durable_loses_acked_events() {
+    if !python_available("acking_before_durable_loses_acked_events") {
+        return;
+    }
+    let _serial = serial();
+    let report = check(5, "bad_early_ack.py");
+    assert_only_failing(&report, &["durable_acks"]);
+    let figure = &report
+        .outcome("durable_acks")
+        .map(|o| o.figure.clone())
+        .unwrap_or_default();
+    assert!(!figure.starts_with("0 lost"), "{figure}");
+}
