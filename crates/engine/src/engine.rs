@@ -26,10 +26,12 @@ use crate::error::EngineError;
 use crate::event::{AckMode, Change, Event, EventResult, RejectCode, StateRecord};
 use crate::limits::{Limits, Rejection};
 use crate::ops::CustomOp;
+use crate::persist::{Durability, ShardPersistence, start_committer};
 use crate::queue::{OverflowPolicy, PushError, ShardQueue};
 use crate::router::shard_of;
 use crate::shard::{ShardRequest, ShardSettings, ShardState, ShardWorker, SubBatch};
 use crate::stats::{EngineStats, ShardMetrics, ShardStats, StatusCounters};
+use statecraft_store::{BackupReport, Store, StoreOptions};
 
 /// The engine's settings. Built with [`Engine::builder`].
 #[derive(Debug, Clone)]
@@ -214,7 +216,8 @@ impl EngineBuilder {
     where
         F: Fn(Option<&Value>, &Event) -> Result<Option<Value>, Rejection> + Send + Sync + 'static,
     {
-        self.custom_ops.insert(std::sync::Arc::from(name), Arc::new(f));
+        self.custom_ops
+            .insert(std::sync::Arc::from(name), Arc::new(f));
         self
     }
 
@@ -227,7 +230,28 @@ impl EngineBuilder {
     /// the caller later awaits on the engine (the workers run on their own
     /// threads either way).
     pub async fn open(self) -> Result<Engine, EngineError> {
-        Engine::start(self.config, self.custom_ops)
+        let durability = match &self.config.data_dir {
+            None => None,
+            Some(dir) => {
+                let dir = dir.clone();
+                let opened = tokio::task::spawn_blocking(move || {
+                    std::fs::create_dir_all(&dir)?;
+                    let (store, report) = Store::open(&dir, StoreOptions::default())?;
+                    Ok::<_, EngineError>((store, report))
+                })
+                .await
+                .map_err(|e| EngineError::Config(format!("opening the store panicked: {e}")))??;
+                let (store, report) = opened;
+                tracing::info!(
+                    records_replayed = report.records_replayed,
+                    changes = report.changes_applied,
+                    ms = report.duration.as_secs_f64() * 1e3,
+                    "recovery_complete"
+                );
+                Some(Arc::new(Durability::new(store, report)))
+            }
+        };
+        Engine::start(self.config, self.custom_ops, durability)
     }
 }
 
@@ -241,6 +265,11 @@ struct Inner {
     config: EngineConfig,
     shards: Vec<ShardHandle>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// The group committer and checkpointer; they end after the shards.
+    commit_threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// The store and durability figures; `None` in memory-only mode and
+    /// after shutdown (which closes the store).
+    durability: std::sync::RwLock<Option<Arc<Durability>>>,
     changes: broadcast::Sender<Arc<Change>>,
     /// Refusals decided before a shard saw the event (validation, overload).
     admission: StatusCounters,
@@ -311,6 +340,7 @@ impl Engine {
     fn start(
         config: EngineConfig,
         custom_ops: FxHashMap<std::sync::Arc<str>, CustomOp>,
+        durability: Option<Arc<Durability>>,
     ) -> Result<Engine, EngineError> {
         if config.shards == 0 {
             return Err(EngineError::Config("shards must be at least 1".into()));
@@ -320,6 +350,13 @@ impl Engine {
         let applied_total = Arc::new(AtomicU64::new(0));
         let mut shards = Vec::with_capacity(config.shards);
         let mut threads = Vec::with_capacity(config.shards);
+        let (commit_tx, commit_threads) = match &durability {
+            Some(d) => {
+                let (tx, threads) = start_committer(Arc::clone(d), 1024)?;
+                (Some(tx), threads)
+            }
+            None => (None, Vec::new()),
+        };
         for id in 0..config.shards {
             let queue = Arc::new(ShardQueue::new(
                 config.queue_capacity,
@@ -337,7 +374,19 @@ impl Engine {
                 apply_delay: config.apply_delay,
             };
             let worker = ShardWorker {
-                state: ShardState::new(id, settings.clone(), None),
+                state: ShardState::new(
+                    id,
+                    settings.clone(),
+                    match (&durability, &commit_tx) {
+                        (Some(d), Some(tx)) => Some(ShardPersistence::new(
+                            id as u16,
+                            Arc::clone(d),
+                            tx.clone(),
+                            &config,
+                        )),
+                        _ => None,
+                    },
+                ),
                 collector: BatchCollector::new(
                     Arc::clone(&queue),
                     settings.max_batch,
@@ -356,7 +405,9 @@ impl Engine {
                         .build();
                     match rt {
                         Ok(rt) => rt.block_on(worker.run()),
-                        Err(e) => tracing::error!(shard = id, error = %e, "shard runtime failed to start"),
+                        Err(e) => {
+                            tracing::error!(shard = id, error = %e, "shard runtime failed to start")
+                        }
                     }
                 })
                 .map_err(EngineError::Io)?;
@@ -367,11 +418,16 @@ impl Engine {
             });
             threads.push(thread);
         }
+        // Only the shards hold committer senders: the committer stops once
+        // every shard has finished.
+        drop(commit_tx);
         Ok(Engine {
             inner: Arc::new(Inner {
                 config,
                 shards,
                 threads: std::sync::Mutex::new(threads),
+                commit_threads: std::sync::Mutex::new(commit_threads),
+                durability: std::sync::RwLock::new(durability),
                 changes,
                 admission: StatusCounters::default(),
                 applied_total,
@@ -432,9 +488,15 @@ impl Engine {
         if inner.closing.load(Ordering::Acquire) {
             return Err(EngineError::ShuttingDown);
         }
+        if let Some(cause) = self.poisoned() {
+            return Err(EngineError::Poisoned(cause));
+        }
         let n_shards = inner.shards.len();
         let mut results: Vec<Option<EventResult>> = Vec::with_capacity(items.len());
-        let mut per_shard: Vec<(Vec<u32>, Vec<Event>, usize)> =
+        let mut submission: Vec<Event> = Vec::with_capacity(items.len());
+        // Per shard: indices into the caller's input (for results), indices
+        // into `submission` (for the shard), bytes.
+        let mut per_shard: Vec<(Vec<u32>, Vec<u32>, usize)> =
             (0..n_shards).map(|_| (Vec::new(), Vec::new(), 0)).collect();
         let limits = &inner.config.limits;
         for (i, item) in items.into_iter().enumerate() {
@@ -445,7 +507,8 @@ impl Engine {
                     let slot = &mut per_shard[s];
                     slot.2 += event.approx_bytes();
                     slot.0.push(i as u32);
-                    slot.1.push(event);
+                    slot.1.push(submission.len() as u32);
+                    submission.push(event);
                     results.push(None);
                 }
                 Err(rejection) => {
@@ -455,19 +518,25 @@ impl Engine {
                 }
             }
         }
+        let submission: Arc<[Event]> = Arc::from(submission);
         let mut pending = Vec::with_capacity(n_shards);
-        for (s, (indices, events, bytes)) in per_shard.into_iter().enumerate() {
+        for (s, (indices, shard_indices, bytes)) in per_shard.into_iter().enumerate() {
             if indices.is_empty() {
                 continue;
             }
-            let n = events.len();
+            let n = indices.len();
             let (reply, rx) = if ack == AckMode::None {
                 (None, None)
             } else {
                 let (tx, rx) = oneshot::channel();
                 (Some(tx), Some(rx))
             };
-            let sub = SubBatch { events, ack, reply };
+            let sub = SubBatch {
+                submission: Arc::clone(&submission),
+                indices: shard_indices,
+                ack,
+                reply,
+            };
             let queue = &inner.shards[s].queue;
             let pushed = match inner.config.block_timeout {
                 Some(t) if queue.policy() == OverflowPolicy::Block => {
@@ -485,9 +554,11 @@ impl Engine {
                 Some(Ok(admitted)) => {
                     for dropped in admitted.dropped {
                         let d = dropped.payload;
-                        inner.admission.count_n(&EventResult::Overloaded, d.events.len() as u64);
+                        inner
+                            .admission
+                            .count_n(&EventResult::Overloaded, d.indices.len() as u64);
                         if let Some(reply) = d.reply {
-                            let _ = reply.send(vec![EventResult::Overloaded; d.events.len()]);
+                            let _ = reply.send(vec![EventResult::Overloaded; d.indices.len()]);
                         }
                     }
                     match rx {
@@ -551,7 +622,8 @@ impl Engine {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<StateRecord>, EngineError> {
-        let mut all = Vec::new();
+        let mut live: Vec<StateRecord> = Vec::new();
+        let mut hidden: rustc_hash::FxHashSet<String> = rustc_hash::FxHashSet::default();
         for s in 0..self.inner.shards.len() {
             let part = self
                 .ask(s, |reply| ShardRequest::Scan {
@@ -561,11 +633,43 @@ impl Engine {
                     reply,
                 })
                 .await?;
-            all.extend(part);
+            live.extend(part.live);
+            hidden.extend(part.hidden);
         }
-        all.sort_by(|a, b| a.key.cmp(&b.key));
-        all.truncate(limit);
-        Ok(all)
+        if let Some(d) = self.durability() {
+            // The store holds every key materialized so far; memory is newer.
+            // Keys in memory (live or hidden) may also be in the store and
+            // take store slots: ask for that many more.
+            let want = limit + hidden.len() + live.len();
+            let (prefix_s, after_s) = (prefix.to_owned(), after.map(str::to_owned));
+            let stored = tokio::task::spawn_blocking(move || {
+                d.store.scan(
+                    &prefix_s,
+                    after_s.as_deref(),
+                    want,
+                    Some(crate::shard::now_ms()),
+                )
+            })
+            .await
+            .map_err(|e| EngineError::Config(format!("scan panicked: {e}")))??;
+            let in_memory: rustc_hash::FxHashSet<String> =
+                live.iter().map(|r| r.key.clone()).collect();
+            for (key, s) in stored {
+                if in_memory.contains(&key) || hidden.contains(&key) {
+                    continue;
+                }
+                live.push(StateRecord {
+                    key,
+                    value: s.value,
+                    version: s.version,
+                    updated_at: s.updated_at,
+                    expires_at: s.expires_at,
+                });
+            }
+        }
+        live.sort_by(|a, b| a.key.cmp(&b.key));
+        live.truncate(limit);
+        Ok(live)
     }
 
     /// Waits until every event admitted before the call has been applied:
@@ -574,7 +678,8 @@ impl Engine {
         for shard in &self.inner.shards {
             let (tx, rx) = oneshot::channel();
             let marker = SubBatch {
-                events: Vec::new(),
+                submission: Arc::from(Vec::new()),
+                indices: Vec::new(),
                 ack: AckMode::Applied,
                 reply: Some(tx),
             };
@@ -632,11 +737,50 @@ impl Engine {
                 st
             })
             .collect();
+        let durability = self.durability().map(|d| {
+            let mut st = d.stats();
+            let events: u64 = shards.iter().map(|s| s.events).sum();
+            st.cache_hits = events.saturating_sub(st.cache_misses);
+            st
+        });
         EngineStats {
             results: totals,
             shards,
-            durability: None,
+            durability,
         }
+    }
+
+    fn durability(&self) -> Option<Arc<Durability>> {
+        match self.inner.durability.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The store failure that made the engine refuse writes, if any.
+    pub fn poisoned(&self) -> Option<String> {
+        self.durability().and_then(|d| d.poisoned.get().cloned())
+    }
+
+    /// True when the engine keeps its state in a store (a data dir).
+    pub fn is_durable(&self) -> bool {
+        self.durability().is_some()
+    }
+
+    /// Writes a consistent copy of the store to `dir` (which must be empty or
+    /// absent) that opens as a data dir.
+    pub async fn backup(
+        &self,
+        dir: impl Into<std::path::PathBuf>,
+    ) -> Result<BackupReport, EngineError> {
+        let d = self.durability().ok_or_else(|| {
+            EngineError::Config("backup needs a data dir (in-memory engine)".into())
+        })?;
+        let dir = dir.into();
+        tokio::task::spawn_blocking(move || d.store.backup(dir))
+            .await
+            .map_err(|e| EngineError::Config(format!("backup panicked: {e}")))?
+            .map_err(EngineError::from)
     }
 
     /// Total events applied so far (cheap).
@@ -672,15 +816,28 @@ impl Engine {
             };
             std::mem::take(&mut *guard)
         };
-        // Joining blocks: do it off the async runtime.
+        let commit_threads: Vec<JoinHandle<()>> = {
+            let mut guard = match self.inner.commit_threads.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            std::mem::take(&mut *guard)
+        };
+        // Joining blocks: do it off the async runtime. Shards first (they
+        // send their final checkpoints), then the committer and checkpointer
+        // (they end once every shard dropped its sender).
         let joined = tokio::task::spawn_blocking(move || {
-            threads
-                .into_iter()
-                .map(|t| t.join().is_ok())
-                .all(|ok| ok)
+            let shards_ok = threads.into_iter().all(|t| t.join().is_ok());
+            let commit_ok = commit_threads.into_iter().all(|t| t.join().is_ok());
+            shards_ok && commit_ok
         })
         .await
         .unwrap_or(false);
+        // Close the store (the last handle drops with this).
+        match self.inner.durability.write() {
+            Ok(mut g) => *g = None,
+            Err(p) => *p.into_inner() = None,
+        }
         if joined {
             Ok(())
         } else {

@@ -15,6 +15,9 @@ pub enum EngineError {
     /// Reads keep working.
     #[error("the store failed and the engine refuses writes until restarted: {0}")]
     Poisoned(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] statecraft_store::StoreError),
     /// Starting a thread or another I/O failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -184,7 +184,10 @@ impl Event {
         64 + self.key.len()
             + self.path.as_ref().map_or(0, String::len)
             + self.id.as_ref().map_or(0, String::len)
-            + self.value.as_ref().map_or(0, crate::limits::approx_value_bytes)
+            + self
+                .value
+                .as_ref()
+                .map_or(0, crate::limits::approx_value_bytes)
     }
 }
 
@@ -429,8 +432,8 @@ mod tests {
     fn results_serialize_with_status_tag() {
         let s = serde_json::to_value(EventResult::Applied { version: 3 }).expect("ser");
         assert_eq!(s, json!({"status": "applied", "version": 3}));
-        let s = serde_json::to_value(EventResult::rejected(RejectCode::TypeError, "no"))
-            .expect("ser");
+        let s =
+            serde_json::to_value(EventResult::rejected(RejectCode::TypeError, "no")).expect("ser");
         assert_eq!(
             s,
             json!({"status": "rejected", "code": "type_error", "message": "no"})

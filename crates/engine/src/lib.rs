@@ -8,7 +8,7 @@
 //! - [`event`]: the event model — [`Event`], [`Op`], [`EventResult`],
 //!   [`StateRecord`], [`Change`], [`AckMode`].
 //! - [`limits`]: validation limits and the depth-checked decoders (JSON, NDJSON).
-//! - [`pointer`] and [`ops`]: JSON Pointer paths and what each op does to a value.
+//! - [`mod@pointer`] and [`ops`]: JSON Pointer paths and what each op does to a value.
 //! - [`router`]: `hash(key) % shards`.
 //! - [`queue`]: [`ShardQueue`], bounded in events and bytes, resizable, with the
 //!   four overflow policies.

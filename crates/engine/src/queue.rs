@@ -532,7 +532,10 @@ mod tests {
         let s = q.snapshot();
         assert_eq!((s.depth_events, s.depth_bytes, s.depth_items), (6, 60, 2));
         let got = q.pop(100).await.expect("items");
-        assert_eq!(got.iter().map(|i| i.payload).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            got.iter().map(|i| i.payload).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         assert_eq!(q.snapshot().depth_events, 0);
         assert_eq!(q.snapshot().dequeued, 6);
     }
@@ -578,12 +581,19 @@ mod tests {
         q.push(2, 2, 0).await.expect("room");
         let admitted = q.push(3, 2, 0).await.expect("admitted");
         assert_eq!(
-            admitted.dropped.iter().map(|i| i.payload).collect::<Vec<_>>(),
+            admitted
+                .dropped
+                .iter()
+                .map(|i| i.payload)
+                .collect::<Vec<_>>(),
             vec![1]
         );
         assert_eq!(q.snapshot().dropped, 2);
         let got = q.pop(10).await.expect("items");
-        assert_eq!(got.iter().map(|i| i.payload).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(
+            got.iter().map(|i| i.payload).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
     }
 
     #[tokio::test]
@@ -667,7 +677,11 @@ mod tests {
         let r = tokio::time::timeout(Duration::from_millis(10), q.push(2, 1, 0)).await;
         assert!(r.is_err(), "timed out while full");
         assert_eq!(q.snapshot().waiting_producers, 0);
-        assert_eq!(q.snapshot().enqueued, 1, "the withdrawn item was not admitted");
+        assert_eq!(
+            q.snapshot().enqueued,
+            1,
+            "the withdrawn item was not admitted"
+        );
     }
 
     #[tokio::test]

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -28,11 +29,15 @@ use crate::persist::{ShardPersistence, StagedBatch};
 use crate::stats::ShardMetrics;
 
 /// A sub-batch of one submission: the events of that submission that belong
-/// to this shard, in submission order.
+/// to this shard, in submission order. The submission's events are shared by
+/// all its sub-batches (read-only), so routing moves indices, not events.
 pub(crate) struct SubBatch {
-    pub events: Vec<Event>,
+    /// The whole submission, shared with the other shards' sub-batches.
+    pub submission: Arc<[Event]>,
+    /// Indices into `submission` of this shard's events, ascending.
+    pub indices: Vec<u32>,
     pub ack: AckMode,
-    /// Who waits for the results (in `events` order). `None` under `ack=none`.
+    /// Who waits for the results (in `indices` order). `None` under `ack=none`.
     pub reply: Option<oneshot::Sender<Vec<EventResult>>>,
 }
 
@@ -49,8 +54,16 @@ pub(crate) enum ShardRequest {
         prefix: String,
         after: Option<String>,
         limit: usize,
-        reply: oneshot::Sender<Vec<StateRecord>>,
+        reply: oneshot::Sender<ScanPart>,
     },
+}
+
+/// One shard's part of a scan (see [`ShardState::scan`]).
+pub(crate) struct ScanPart {
+    /// Live records, in key order, at most `limit`.
+    pub live: Vec<StateRecord>,
+    /// Keys held in memory that are deleted or expired.
+    pub hidden: Vec<String>,
 }
 
 /// What the shard holds for one key.
@@ -61,9 +74,27 @@ pub(crate) struct Entry {
     pub version: u64,
     pub updated_at: u64,
     pub expires_at: Option<u64>,
+    /// Changed since the last checkpoint snapshot (must not be evicted).
+    pub dirty: bool,
+    /// Seq of the last batch that logged this key (0 = never, this run).
+    pub logged_seq: u64,
+    /// Used since the last eviction pass (second-chance eviction).
+    pub hot: bool,
 }
 
 impl Entry {
+    fn fresh(value: Option<Value>, version: u64, updated_at: u64, expires_at: Option<u64>) -> Self {
+        Entry {
+            value,
+            version,
+            updated_at,
+            expires_at,
+            dirty: false,
+            logged_seq: 0,
+            hot: true,
+        }
+    }
+
     fn is_live(&self, now_ms: u64) -> bool {
         self.value.is_some() && self.expires_at.is_none_or(|t| t > now_ms)
     }
@@ -87,14 +118,17 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A (key, id) pair: ids are scoped to their key.
+type KeyId = (Box<str>, Box<str>);
+
 /// Idempotency ids seen recently, scoped to their key, with a window and a
 /// bound on how many are remembered.
 #[derive(Default)]
 struct DedupIds {
     /// (key, id) → expiry in ms.
-    seen: FxHashMap<(Box<str>, Box<str>), u64>,
+    seen: FxHashMap<KeyId, u64>,
     /// Insertion order, for expiry and for the count bound.
-    order: std::collections::VecDeque<((Box<str>, Box<str>), u64)>,
+    order: std::collections::VecDeque<(KeyId, u64)>,
 }
 
 impl DedupIds {
@@ -135,10 +169,12 @@ impl DedupIds {
 
 /// The state owned by one shard and the logic that applies events to it.
 pub(crate) struct ShardState {
-    /// The shard's index (for logs and the store's per-shard log).
+    /// The shard's index (kept for diagnostics).
     #[allow(dead_code)]
     pub id: usize,
-    map: FxHashMap<Box<str>, Entry>,
+    /// The shard's keys. Keys up to 24 bytes are stored inline in the table,
+    /// so a lookup compares them without chasing a pointer.
+    map: FxHashMap<CompactString, Entry>,
     dedup: DedupIds,
     settings: ShardSettings,
     persistence: Option<ShardPersistence>,
@@ -160,9 +196,11 @@ impl ShardState {
         if !self.map.contains_key(key) {
             let loaded = self.persistence.as_mut().and_then(|p| p.load(key));
             let entry = loaded?;
-            self.map.insert(Box::from(key), entry);
+            self.map.insert(CompactString::from(key), entry);
         }
-        self.map.get_mut(key)
+        let e = self.map.get_mut(key)?;
+        e.hot = true;
+        Some(e)
     }
 
     /// Applies one event; returns its result and, when it changed the key,
@@ -198,57 +236,84 @@ impl ShardState {
             _ => None,
         };
         let key: &str = &event.key;
-        let entry = self.load(key);
-        let (current_version, exists) = match &entry {
-            Some(e) if e.is_live(now_ms) => (e.version, true),
-            _ => (0, false),
-        };
-        if let Some(expected) = event.if_version
-            && expected != current_version
+        if !self.map.contains_key(key)
+            && let Some(loaded) = self.persistence.as_mut().and_then(|p| p.load(key))
         {
-            return (EventResult::Conflict { current_version }, None);
+            self.map.insert(CompactString::from(key), loaded);
         }
-        // Fast path: the key is live and stays in place.
-        let result = match entry {
-            Some(e) if exists => {
+        let outcome = match self.map.get_mut(key) {
+            // Hot path: one lookup, the value changed in place.
+            Some(e) if e.is_live(now_ms) => {
+                if let Some(expected) = event.if_version
+                    && expected != e.version
+                {
+                    return (
+                        EventResult::Conflict {
+                            current_version: e.version,
+                        },
+                        None,
+                    );
+                }
                 match ops::apply(&mut e.value, event, custom.as_ref()) {
                     Ok(()) => {
                         if e.value.is_some() {
                             e.version += 1;
+                            if let Some(ttl) = event.ttl_s {
+                                e.expires_at = Some(expiry(now_ms, ttl));
+                            }
                         } else {
                             e.version = 0;
                             e.expires_at = None;
                         }
                         e.updated_at = now_ms;
-                        if let Some(ttl) = event.ttl_s {
-                            e.expires_at = Some(now_ms.saturating_add(ttl.saturating_mul(1000)));
+                        e.hot = true;
+                        if let Some(p) = self.persistence.as_mut() {
+                            staged.touch(key, e);
+                            p.dirty(key, e);
                         }
                         Ok(e.version)
                     }
                     Err(r) => Err(r),
                 }
             }
-            _ => {
-                // Absent, deleted or expired: start from nothing.
+            // Absent, deleted or expired: start from nothing.
+            existing => {
+                if let Some(expected) = event.if_version
+                    && expected != 0
+                {
+                    return (EventResult::Conflict { current_version: 0 }, None);
+                }
                 let mut slot: Option<Value> = None;
                 match ops::apply(&mut slot, event, custom.as_ref()) {
                     Ok(()) => {
-                        let version = if slot.is_some() { 1 } else { 0 };
+                        let version = u64::from(slot.is_some());
                         let expires_at = match (event.ttl_s, &slot) {
-                            (Some(ttl), Some(_)) => {
-                                Some(now_ms.saturating_add(ttl.saturating_mul(1000)))
-                            }
+                            (Some(ttl), Some(_)) => Some(expiry(now_ms, ttl)),
                             _ => None,
                         };
-                        let was_present = self.map.contains_key(key);
-                        if slot.is_some() || was_present {
-                            let e = Entry {
-                                value: slot,
-                                version,
-                                updated_at: now_ms,
-                                expires_at,
-                            };
-                            self.map.insert(Box::from(key), e);
+                        let target = match existing {
+                            // A tombstone or an expired entry is replaced in
+                            // place (it may be dirty: its flags are kept).
+                            Some(e) => {
+                                e.value = slot;
+                                e.version = version;
+                                e.updated_at = now_ms;
+                                e.expires_at = expires_at;
+                                e.hot = true;
+                                Some(e)
+                            }
+                            None if slot.is_some() => {
+                                if let Some(p) = self.persistence.as_mut() {
+                                    p.inserted(key, slot.as_ref());
+                                }
+                                let fresh = Entry::fresh(slot, version, now_ms, expires_at);
+                                Some(self.map.entry(CompactString::from(key)).or_insert(fresh))
+                            }
+                            None => None,
+                        };
+                        if let (Some(e), Some(p)) = (target, self.persistence.as_mut()) {
+                            staged.touch(key, e);
+                            p.dirty(key, e);
                         }
                         Ok(version)
                     }
@@ -256,20 +321,19 @@ impl ShardState {
                 }
             }
         };
-        match result {
+        match outcome {
             Ok(version) => {
                 if let Some(id) = &event.id {
                     let exp = now_ms.saturating_add(self.settings.dedup_window.as_millis() as u64);
-                    self.dedup
-                        .insert(key, id, exp, self.settings.max_dedup_ids);
-                    staged.dedup(key, id, exp);
+                    self.dedup.insert(key, id, exp, self.settings.max_dedup_ids);
+                    if self.persistence.is_some() {
+                        staged.dedup(key, id, exp);
+                    }
                 }
-                staged.touch(key);
-                let entry = self.map.get(key);
                 let change = want_change.then(|| Change {
                     key: key.to_owned(),
                     op: event.op.clone(),
-                    value: entry.and_then(|e| e.value.clone()),
+                    value: self.map.get(key).and_then(|e| e.value.clone()),
                     version,
                     updated_at: now_ms,
                 });
@@ -303,51 +367,54 @@ impl ShardState {
         })
     }
 
-    /// Live records with `prefix`, after `after`, in key order, at most `limit`.
+    /// What the shard's memory says about keys with `prefix` after `after`:
+    /// its first `limit` live records in key order, and every key it holds
+    /// that is *not* live (deleted or expired) — those hide older states the
+    /// store may still have. The engine merges this with one store scan.
     pub fn scan(
         &mut self,
         prefix: &str,
         after: Option<&str>,
         limit: usize,
         now_ms: u64,
-    ) -> Vec<StateRecord> {
-        let mut out: Vec<StateRecord> = self
-            .map
-            .iter()
-            .filter(|(k, e)| {
-                k.starts_with(prefix) && after.is_none_or(|a| &***k > a) && e.is_live(now_ms)
-            })
-            .map(|(k, e)| StateRecord {
-                key: k.to_string(),
-                value: e.value.clone().unwrap_or(Value::Null),
-                version: e.version,
-                updated_at: e.updated_at,
-                expires_at: e.expires_at,
-            })
-            .collect();
-        if let Some(p) = self.persistence.as_mut() {
-            // Keys only in the store (not cached): merged under the in-memory
-            // ones, which are newer.
-            for rec in p.scan(prefix, after, limit, now_ms) {
-                if !self.map.contains_key(rec.key.as_str()) {
-                    out.push(rec);
-                }
+    ) -> ScanPart {
+        let mut live: Vec<(&CompactString, &Entry)> = Vec::new();
+        let mut hidden = Vec::new();
+        for (k, e) in &self.map {
+            if !k.starts_with(prefix) || after.is_some_and(|a| k.as_str() <= a) {
+                continue;
+            }
+            if e.is_live(now_ms) {
+                live.push((k, e));
+            } else {
+                hidden.push(k.to_string());
             }
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        out.truncate(limit);
-        out
+        live.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        live.truncate(limit);
+        ScanPart {
+            live: live
+                .into_iter()
+                .map(|(k, e)| StateRecord {
+                    key: k.to_string(),
+                    value: e.value.clone().unwrap_or(Value::Null),
+                    version: e.version,
+                    updated_at: e.updated_at,
+                    expires_at: e.expires_at,
+                })
+                .collect(),
+            hidden,
+        }
     }
 
     /// Background upkeep between batches: expiry of dedup ids.
     pub fn housekeeping(&mut self, now_ms: u64) {
         self.dedup.expire(now_ms);
     }
+}
 
-    /// The persistence hook, if the engine has a store.
-    pub fn persistence_mut(&mut self) -> Option<&mut ShardPersistence> {
-        self.persistence.as_mut()
-    }
+fn expiry(now_ms: u64, ttl_s: u64) -> u64 {
+    now_ms.saturating_add(ttl_s.saturating_mul(1000))
 }
 
 fn busy_wait(d: Duration) {
@@ -388,8 +455,10 @@ impl ShardWorker {
                 _ = housekeeping.tick() => {
                     let now = now_ms();
                     self.state.housekeeping(now);
-                    if let Some(p) = self.state.persistence_mut() {
-                        p.tick(now);
+                    if let Some(p) = self.state.persistence.as_mut()
+                        && p.checkpoint_due()
+                    {
+                        p.checkpoint(&mut self.state.map);
                     }
                 }
             }
@@ -398,8 +467,8 @@ impl ShardWorker {
         while let Ok(req) = self.requests.try_recv() {
             self.serve(req);
         }
-        if let Some(p) = self.state.persistence_mut() {
-            p.shutdown();
+        if let Some(p) = self.state.persistence.as_mut() {
+            p.shutdown(&mut self.state.map);
         }
     }
 
@@ -424,15 +493,24 @@ impl ShardWorker {
         let started = Instant::now();
         let now = now_ms();
         let want_changes = self.changes.receiver_count() > 0;
-        let mut staged = StagedBatch::default();
+        let mut staged = match self.state.persistence.as_mut() {
+            Some(p) => p.begin(),
+            None => StagedBatch::default(),
+        };
         let mut durable_replies = Vec::new();
         let mut waits = Vec::with_capacity(batch.items.len());
         let mut applied = 0u64;
         for item in batch.items {
-            waits.push((started.saturating_duration_since(item.enqueued_at), item.events));
+            waits.push((
+                started.saturating_duration_since(item.enqueued_at),
+                item.events,
+            ));
             let sub = item.payload;
-            let mut results = Vec::with_capacity(sub.events.len());
-            for event in &sub.events {
+            let mut results = Vec::with_capacity(sub.indices.len());
+            for &i in &sub.indices {
+                let Some(event) = sub.submission.get(i as usize) else {
+                    continue;
+                };
                 let (result, change) = self.state.apply(event, now, &mut staged, want_changes);
                 if result.is_applied() {
                     applied += 1;
@@ -455,10 +533,18 @@ impl ShardWorker {
         }
         let apply_time = started.elapsed();
         if let Some(p) = self.state.persistence.as_mut() {
-            p.commit(staged, &self.state.map, durable_replies);
+            p.commit(
+                staged,
+                &self.state.map,
+                batch.events as u64,
+                durable_replies,
+            );
+            if p.checkpoint_due() {
+                p.checkpoint(&mut self.state.map);
+            }
+            p.evict(&mut self.state.map);
         }
         self.applied_total.fetch_add(applied, Ordering::Relaxed);
-        self.metrics
-            .record_batch(batch.events, &waits, apply_time);
+        self.metrics.record_batch(batch.events, &waits, apply_time);
     }
 }

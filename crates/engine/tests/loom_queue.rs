@@ -61,7 +61,10 @@ fn resize_up_while_a_producer_waits() {
         let p = Arc::clone(&q);
         let producer = thread::spawn(move || block_on(p.push(2, 1, 0)).map(|_| ()));
         q.set_capacity(2);
-        producer.join().expect("join").expect("admitted after the resize");
+        producer
+            .join()
+            .expect("join")
+            .expect("admitted after the resize");
         assert_eq!(q.snapshot().depth_events, 2);
     });
 }
@@ -75,7 +78,10 @@ fn consumer_pop_while_a_producer_waits() {
         let producer = thread::spawn(move || block_on(p.push(2, 1, 0)).map(|_| ()));
         let first = block_on(q.pop(1)).expect("open");
         assert_eq!(first[0].payload, 1);
-        producer.join().expect("join").expect("admitted once room appeared");
+        producer
+            .join()
+            .expect("join")
+            .expect("admitted once room appeared");
         let second = block_on(q.pop(1)).expect("open");
         assert_eq!(second[0].payload, 2);
     });
