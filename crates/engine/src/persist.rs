@@ -416,12 +416,12 @@ impl ShardPersistence {
     }
 
     fn send(&mut self, msg: CommitMsg) {
-        if let Err(std::sync::mpsc::SendError(msg)) = self.commit_tx.send(msg) {
-            // The committer is gone (it only stops after every shard did, so
-            // this is a bug or a panic): fail the replies rather than ack.
-            if let CommitMsg::Batch { replies, .. } = msg {
-                fail_replies(replies, "the group committer stopped");
-            }
+        // If the committer is gone (it only stops after every shard did, so
+        // this is a bug or a panic), fail the replies rather than ack.
+        if let Err(std::sync::mpsc::SendError(CommitMsg::Batch { replies, .. })) =
+            self.commit_tx.send(msg)
+        {
+            fail_replies(replies, "the group committer stopped");
         }
     }
 
