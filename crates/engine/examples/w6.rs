@@ -46,10 +46,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut inflight = std::collections::VecDeque::new();
     for b in batches {
         inflight.push_back(engine.enqueue(b, ack).await?);
-        if inflight.len() >= 64 {
-            if let Some(t) = inflight.pop_front() {
-                t.wait().await;
-            }
+        if inflight.len() >= 64
+            && let Some(t) = inflight.pop_front()
+        {
+            t.wait().await;
         }
     }
     for t in inflight {
