@@ -1,6 +1,8 @@
 //! Helpers shared by the coach's scenario tests: workspaces, lessons, assertions.
 #![allow(dead_code)]
 
+pub mod mock_llm;
+
 use std::path::{Path, PathBuf};
 
 use statecraft_coach::answer::code_blocks;
