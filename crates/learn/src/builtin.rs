@@ -23,6 +23,8 @@ static LESSONS: &[(&str, &str)] = lessons![
     "005_durability.md",
     "006_observability.md",
     "007_adaptive_queue.md",
+    "008_scale_out.md",
+    "009_production.md",
 ];
 
 /// Every built-in lesson as `(file name, full text)`, sorted by number.
