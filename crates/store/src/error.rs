@@ -58,6 +58,25 @@ pub enum StoreError {
         cause: String,
     },
 
+    /// A shard came back from the journal below the seq that an earlier
+    /// successful sync covered (the synced watermark): fjall's journal lost
+    /// acknowledged records — damage in the middle of the journal, which its
+    /// `TolerateCorruptTail` recovery cannot tell from a torn tail. The store
+    /// refuses to open rather than continue silently without them.
+    #[error(
+        "shard {shard}: log records up to seq {synced} were synced, but only up to {recovered} \
+         came back — the journal lost acknowledged data (damage, not a torn tail); refusing \
+         to open. Restore from a backup, or open with `accept_lost_records` to go on without them"
+    )]
+    SyncedRecordsMissing {
+        /// The shard.
+        shard: u16,
+        /// The highest seq a successful sync covered.
+        synced: u64,
+        /// The highest seq recovered (log or checkpoint).
+        recovered: u64,
+    },
+
     /// `backup` refuses to write into a directory that already has entries.
     #[error("backup target {} is not empty", path.display())]
     BackupTargetNotEmpty {

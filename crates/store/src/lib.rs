@@ -34,7 +34,10 @@
 //!    then starts at [`Store::next_seq`], so seqs never go backwards.
 //! 4. **Failure.** A failed write or sync poisons the store: later writes
 //!    answer [`StoreError::Poisoned`] with the first cause, reads keep
-//!    working, reopening recovers.
+//!    working, reopening recovers. If the journal comes back *without*
+//!    records that a successful sync covered (damage mid-journal, which fjall's
+//!    torn-tail recovery cannot tell from a torn tail), open refuses with
+//!    [`StoreError::SyncedRecordsMissing`] instead of losing acks silently.
 //!
 //! # Modules
 //!
@@ -47,6 +50,8 @@
 //! - `state`, `record`, `varint` — the binary formats; total decoders.
 //! - `keys` — key layouts.
 //! - `fault` — poisoning and the test-only fault injector.
+//! - `watermark` — the sidecar file of per-shard synced seqs that lets open
+//!   detect synced records lost in the middle of fjall's journal.
 //! - `error` — [`StoreError`].
 //!
 //! # Key layouts
@@ -70,6 +75,7 @@ mod state;
 mod store;
 mod sweep;
 mod varint;
+mod watermark;
 
 pub use backup::BackupReport;
 pub use checkpoint::{Checkpoint, CheckpointReport};

@@ -13,6 +13,9 @@
 //! - A record that does not decode, or whose header disagrees with its key,
 //!   stops the open with [`StoreError::Corrupt`]: skipping it would silently
 //!   lose acknowledged events.
+//! - Before anything is written, every shard must reach the seq that the
+//!   synced watermark (see `watermark`) says a successful sync covered;
+//!   otherwise the open fails with [`StoreError::SyncedRecordsMissing`].
 //! - The high-water mark `meta hwm` = max(old hwm, every checkpoint, every
 //!   seq in the log) is written, and `next_seq = hwm + 1`.
 
@@ -23,7 +26,7 @@ use crate::{
     keys,
     record::decode_record,
     state::KeyState,
-    store::Inner,
+    store::{Inner, StoreOptions},
 };
 use std::{
     collections::{BTreeMap, HashMap},
@@ -46,6 +49,9 @@ pub struct RecoveryReport {
     pub checkpoints: BTreeMap<u16, u64>,
     /// The first seq every shard uses after this open (1 + high-water mark).
     pub next_seq: u64,
+    /// True if synced records were missing and `accept_lost_records` let the
+    /// open go on without them.
+    pub lost_records_accepted: bool,
     /// Wall time of the whole open, recovery included.
     pub duration: Duration,
 }
@@ -96,7 +102,12 @@ impl Chunk {
     }
 }
 
-pub(crate) fn recover(inner: &Inner, chunk_changes: usize) -> Result<RecoveryReport> {
+pub(crate) fn recover(
+    inner: &Inner,
+    options: &StoreOptions,
+    synced: &BTreeMap<u16, u64>,
+) -> Result<RecoveryReport> {
+    let chunk_changes = options.recovery_chunk.max(1);
     let fj = |op| move |e| StoreError::fjall(op, e);
     let mut report = RecoveryReport::default();
 
@@ -119,6 +130,28 @@ pub(crate) fn recover(inner: &Inner, chunk_changes: usize) -> Result<RecoveryRep
         None => 0,
     };
     hwm = hwm.max(ckpts.values().copied().max().unwrap_or(0));
+
+    // Before writing anything: did every shard come back at least as far as
+    // the last successful sync said it was?
+    for (&shard, &synced_seq) in synced {
+        let in_log = match inner.log.prefix(shard.to_be_bytes()).next_back() {
+            Some(guard) => keys::parse_log_key(&guard.key().map_err(fj("reading the log"))?)?.1,
+            None => 0,
+        };
+        let recovered = in_log.max(ckpts.get(&shard).copied().unwrap_or(0));
+        if recovered < synced_seq {
+            let err = StoreError::SyncedRecordsMissing {
+                shard,
+                synced: synced_seq,
+                recovered,
+            };
+            if !options.accept_lost_records {
+                return Err(err);
+            }
+            tracing::error!(%err, "opening anyway: accept_lost_records is set");
+            report.lost_records_accepted = true;
+        }
+    }
 
     let mut current: Option<(u16, u64)> = None; // (shard, its checkpoint)
     let mut chunk = Chunk::default();

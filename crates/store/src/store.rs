@@ -20,8 +20,10 @@ use crate::{
     record::{LogRecord, encode_record},
     recovery::{self, RecoveryReport},
     state::{KeyState, decode_state},
+    watermark::{self, Watermark},
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use std::collections::BTreeMap;
 use std::{
     collections::{HashMap, VecDeque},
     ops::Bound,
@@ -57,6 +59,10 @@ pub struct StoreOptions {
     /// Recovery writes replayed changes in atomic batches of about this many
     /// changes (default 100,000), bounding its memory.
     pub recovery_chunk: usize,
+    /// Open even if synced log records are missing (see
+    /// [`StoreError::SyncedRecordsMissing`]); the loss is logged as an error.
+    /// Default `false`. An operator's decision, never a default.
+    pub accept_lost_records: bool,
 }
 
 impl Default for StoreOptions {
@@ -67,6 +73,7 @@ impl Default for StoreOptions {
             journal_compression: false,
             max_journal_bytes: None,
             recovery_chunk: 100_000,
+            accept_lost_records: false,
         }
     }
 }
@@ -94,6 +101,12 @@ impl StoreOptions {
     #[must_use]
     pub fn max_journal_bytes(mut self, bytes: u64) -> Self {
         self.max_journal_bytes = Some(bytes.max(64 << 20));
+        self
+    }
+    /// Sets [`accept_lost_records`](Self::accept_lost_records).
+    #[must_use]
+    pub fn accept_lost_records(mut self, accept: bool) -> Self {
+        self.accept_lost_records = accept;
         self
     }
     /// Sets [`recovery_chunk`](Self::recovery_chunk) (at least 1).
@@ -126,6 +139,8 @@ pub(crate) struct Inner {
     pub(crate) meta: Keyspace,
     pub(crate) poison: Poison,
     pub(crate) faults: FaultInjector,
+    /// Per-shard seqs covered by successful syncs, for open to check against.
+    pub(crate) watermark: Watermark,
     /// Held by the committer (append) and by checkpoints (to pop deleted seqs);
     /// never held across an fsync, only across one journal append.
     pub(crate) shards: Mutex<HashMap<u16, ShardLog>>,
@@ -275,6 +290,8 @@ impl Store {
                 .map_err(open_err(&path, "writing the format version"))?,
         }
 
+        let synced = watermark::read(&path);
+        let watermark = Watermark::new(&path);
         let mut inner = Inner {
             path,
             db,
@@ -285,11 +302,19 @@ impl Store {
             meta,
             poison: Poison::default(),
             faults: FaultInjector::default(),
+            watermark,
             shards: Mutex::default(),
             materialize: Mutex::default(),
             start_seq: 1,
         };
-        let mut report = recovery::recover(&inner, options.recovery_chunk)?;
+        let mut report = recovery::recover(&inner, &options, &synced)?;
+        if report.lost_records_accepted {
+            // The loss is accepted: the old watermark no longer describes this
+            // data; the next sync writes a fresh one.
+            if let Err(e) = std::fs::remove_file(inner.path.join(watermark::FILE_NAME)) {
+                tracing::warn!(error = %e, "cannot remove the stale synced watermark");
+            }
+        }
         inner.start_seq = report.next_seq;
         {
             let mut shards = inner.shards();
@@ -402,9 +427,19 @@ impl Store {
     /// poisons the store: nothing appended since the last successful sync may
     /// be acknowledged.
     pub fn sync(&self) -> Result<()> {
-        self.inner.write(Fault::Sync, "syncing the journal", || {
-            self.inner.db.persist(PersistMode::SyncData)
-        })
+        let inner = &*self.inner;
+        // What this sync will cover: everything appended before it starts.
+        let covered: BTreeMap<u16, u64> = inner
+            .shards()
+            .iter()
+            .filter(|(_, l)| l.last_appended >= inner.start_seq)
+            .map(|(&s, l)| (s, l.last_appended))
+            .collect();
+        inner.write(Fault::Sync, "syncing the journal", || {
+            inner.db.persist(PersistMode::SyncData)
+        })?;
+        inner.watermark.advance(&covered);
+        Ok(())
     }
 
     /// The first failure's message if the store is poisoned.

@@ -1,7 +1,9 @@
-//! Scenario: the newest fjall journal file is truncated (a torn write at the
-//! moment of a crash, or a lost tail). Opening must recover to the effect of a
-//! prefix of the committed batches — never a partial batch, never a gap — or
-//! refuse with a clear error; and opening twice must give the same result.
+//! Scenario: the newest fjall journal file is truncated. A truncation that only
+//! removes batches appended after the last sync is a torn tail: opening
+//! recovers a prefix of the batches that includes everything synced. A
+//! truncation that removes synced batches is data loss: opening refuses with
+//! `SyncedRecordsMissing` (every time), and only `accept_lost_records` opens it
+//! — to a prefix, never a partial batch or a gap, and the same on every open.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -9,15 +11,18 @@ use common::*;
 use statecraft_store::{Store, StoreError};
 
 const RECORDS: u64 = 12;
+const SYNCED: u64 = 8;
 const KEYS: usize = 8;
 
-/// Builds the pristine data dir: records 1..=12 on shard 0, each synced, with
-/// a checkpoint of records 1..=6 in the middle.
+/// Records 1..=12 on shard 0; 1..=8 each synced, with a checkpoint of 1..=6
+/// after record 6; 9..=12 appended after the last sync.
 fn pristine(dir: &std::path::Path) {
     let store = open(dir);
     for seq in 1..=RECORDS {
         store.append(&marker_record(0, seq, KEYS)).unwrap();
-        store.sync().unwrap();
+        if seq <= SYNCED {
+            store.sync().unwrap();
+        }
         if seq == 6 {
             let mut ck = store.begin_checkpoint(0, 6).unwrap();
             for s in 1..=6 {
@@ -27,7 +32,6 @@ fn pristine(dir: &std::path::Path) {
             }
             ck.offset("src/0", 6).unwrap();
             ck.commit().unwrap();
-            store.sync().unwrap();
         }
     }
 }
@@ -37,8 +41,13 @@ fn data_len(bytes: &[u8]) -> usize {
     bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
 }
 
+fn open_prefix(dir: &std::path::Path, accept: bool) -> Result<u64, StoreError> {
+    let (store, _) = Store::open(dir, opts().accept_lost_records(accept))?;
+    Ok(marker_prefix(&store, 0, 1, RECORDS, KEYS))
+}
+
 #[test]
-fn truncated_journal_recovers_a_prefix_of_batches_and_twice_the_same() {
+fn truncated_journal_is_a_torn_tail_or_refused_as_lost_synced_data() {
     let root = tempfile::tempdir().unwrap();
     let clean = root.path().join("clean");
     pristine(&clean);
@@ -47,7 +56,7 @@ fn truncated_journal_recovers_a_prefix_of_batches_and_twice_the_same() {
     let end = data_len(&bytes);
     assert!(end > 0);
 
-    let mut cuts: Vec<usize> = (0..=24).map(|k| end * k / 24).collect();
+    let mut cuts: Vec<usize> = (0..=30).map(|k| end * k / 30).collect();
     cuts.extend([
         end.saturating_sub(1),
         end.saturating_sub(9),
@@ -68,40 +77,53 @@ fn truncated_journal_recovers_a_prefix_of_batches_and_twice_the_same() {
             .set_len(cut as u64)
             .unwrap();
 
-        let first = match Store::open(&trial, opts()) {
-            Ok((store, _)) => Ok(marker_prefix(&store, 0, 1, RECORDS, KEYS)),
-            Err(e) => Err(e),
-        };
-        // Opening again must give the same answer.
-        let second = match Store::open(&trial, opts()) {
-            Ok((store, report)) => {
-                assert_eq!(report.records_replayed, 0, "the first open emptied the log");
-                Ok(marker_prefix(&store, 0, 1, RECORDS, KEYS))
+        let outcome = match open_prefix(&trial, false) {
+            Ok(n) => {
+                assert!(
+                    n >= SYNCED,
+                    "cut at {cut}: opened without synced records ({n})"
+                );
+                assert_eq!(
+                    open_prefix(&trial, false).unwrap(),
+                    n,
+                    "cut at {cut}: reopen differs"
+                );
+                format!("torn tail, {n} records")
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e,
+                        StoreError::SyncedRecordsMissing {
+                            shard: 0,
+                            synced: SYNCED,
+                            ..
+                        }
+                    ),
+                    "cut at {cut}: {e:?}"
+                );
+                let again = open_prefix(&trial, false).unwrap_err();
+                assert_eq!(
+                    again.to_string(),
+                    e.to_string(),
+                    "cut at {cut}: second open differs"
+                );
+                // The operator accepts the loss: a prefix, stable from then on.
+                let n = open_prefix(&trial, true).unwrap();
+                assert!(n < SYNCED);
+                assert_eq!(
+                    open_prefix(&trial, false).unwrap(),
+                    n,
+                    "cut at {cut}: after accepting"
+                );
+                format!("refused; accepted: {n} records")
+            }
         };
-        match (&first, &second) {
-            (Ok(a), Ok(b)) => assert_eq!(a, b, "cut at {cut}: reopen changed the state"),
-            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
-            _ => panic!("cut at {cut}: first open {first:?}, second {second:?}"),
-        }
-        if let Err(e) = &first {
-            assert!(
-                matches!(
-                    e,
-                    StoreError::JournalCorrupt { .. } | StoreError::Fjall { .. }
-                ),
-                "cut at {cut}: unexpected error kind {e:?}"
-            );
-        }
-        outcomes.push((cut, first.map_err(|e| e.to_string())));
+        outcomes.push((cut, outcome));
     }
-    // The untouched journal recovers everything; cuts lose only a tail.
-    assert_eq!(outcomes.last().map(|o| o.1.clone()), Some(Ok(RECORDS)));
-    let prefixes: Vec<u64> = outcomes.iter().filter_map(|o| o.1.clone().ok()).collect();
-    assert!(
-        prefixes.windows(2).all(|w| w[0] <= w[1]),
-        "longer journals never recover less: {outcomes:?}"
+    assert_eq!(
+        outcomes.last().map(|o| o.1.as_str()),
+        Some(format!("torn tail, {RECORDS} records").as_str())
     );
-    eprintln!("journal {end} bytes; (cut, records recovered): {outcomes:?}");
+    eprintln!("journal {end} bytes; (cut, outcome): {outcomes:#?}");
 }
