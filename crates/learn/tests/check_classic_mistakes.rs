@@ -63,3 +63,13 @@ fn acking_before_durable_loses_acked_events() {
         .unwrap_or_default();
     assert!(!figure.starts_with("0 lost"), "{figure}");
 }
+
+#[test]
+fn blocking_wait_on_the_event_loop_is_not_responsive() {
+    if !python_available("blocking_wait_on_the_event_loop_is_not_responsive") {
+        return;
+    }
+    let _serial = serial();
+    let report = check(4, "bad_blocking_loop.py");
+    assert_only_failing(&report, &["responsive"]);
+}

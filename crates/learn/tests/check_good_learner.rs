@@ -45,3 +45,13 @@ fn good_learner_passes_lesson_6() {
 fn good_learner_passes_lesson_9() {
     passes(9, "good_learner_passes_lesson_9");
 }
+
+#[test]
+fn good_parallel_learner_passes_lesson_4() {
+    if !python_available("good_parallel_learner_passes_lesson_4") {
+        return;
+    }
+    let _serial = serial();
+    let report = check(4, "good_parallel.py");
+    assert_only_failing(&report, &[]);
+}
