@@ -57,7 +57,7 @@ pub fn objectives(n: u32) -> Vec<ObjectiveRef> {
 pub fn check(n: u32, script: &str) -> CheckReport {
     let cmd = vec!["python3".to_string(), script.to_string()];
     let opts = CheckOptions::new(learners_dir());
-    let report = run_objectives(n, &objectives(n), &cmd, &opts, &mut |o| {
+    run_objectives(n, &objectives(n), &cmd, &opts, &mut |o| {
         eprintln!(
             "[lesson {n} {script}] {} {}: {} (target: {}){}",
             if o.passed { "PASS" } else { "FAIL" },
@@ -69,8 +69,7 @@ pub fn check(n: u32, script: &str) -> CheckReport {
                 .map(|d| format!("\n    {}", d.replace('\n', "\n    ")))
                 .unwrap_or_default()
         );
-    });
-    report
+    })
 }
 
 /// Asserts exactly the objectives in `failing` failed, the others passed.
