@@ -1,7 +1,8 @@
 //! Which concept of the lesson a question is about.
 //!
 //! Scores every concept from evidence: cue words in the question (3 each), error
-//! fragments in the question (5 each), words of its title or id (2 each),
+//! fragments in the question (5 each; a fragment contained in a longer matched
+//! fragment of another concept does not count — the most specific message wins), words of its title or id (2 each),
 //! failing objectives that name it (4 in a review, 2 otherwise), cue words in
 //! the reviewed code (1 each, at most 3). The highest score wins; ties go to the
 //! concept coached last on this lesson, then to lesson order. With no evidence
@@ -47,9 +48,29 @@ pub fn locate(lesson: &LessonMaterial, input: &LocateInput<'_>) -> Option<Locate
     }
     let q = words::tokens(input.question);
     let code_toks: Vec<Vec<String>> = input.code.iter().map(|t| words::tokens(t)).collect();
+    // Every error fragment of the lesson found in the question, minus those
+    // shadowed by a longer matched fragment that contains them: the most
+    // specific message wins ("is not JSON" yields to the whole TypeError line).
+    let matched: Vec<String> = lesson
+        .concepts
+        .iter()
+        .flat_map(|c| &c.errors)
+        .filter(|e| words::contains_fragment(input.question, e))
+        .cloned()
+        .collect();
+    let specific: Vec<String> = matched
+        .iter()
+        .filter(|e| {
+            let low = e.to_lowercase();
+            !matched
+                .iter()
+                .any(|o| o.len() > e.len() && o.to_lowercase().contains(&low))
+        })
+        .cloned()
+        .collect();
     let mut scored: Vec<(usize, Vec<String>, Vec<String>)> = Vec::new();
     for concept in &lesson.concepts {
-        let (score, evidence, errors) = score(concept, lesson, input, &q, &code_toks);
+        let (score, evidence, errors) = score(concept, lesson, input, &q, &code_toks, &specific);
         scored.push((score, evidence, errors));
     }
     let last_idx = input
@@ -90,6 +111,7 @@ fn score(
     input: &LocateInput<'_>,
     q: &[String],
     code: &[Vec<String>],
+    specific_errors: &[String],
 ) -> (usize, Vec<String>, Vec<String>) {
     let mut score = 0;
     let mut evidence = Vec::new();
@@ -101,7 +123,7 @@ fn score(
         }
     }
     for err in &concept.errors {
-        if words::contains_fragment(input.question, err) {
+        if specific_errors.contains(err) {
             score += 5;
             evidence.push(format!("error \"{err}\" in the question"));
             errors.push(err.clone());
