@@ -1,0 +1,344 @@
+//! Starting and stopping the whole server: binds both listeners, opens the
+//! engine in the background, runs the HTTP and TCP front ends, and shuts
+//! everything down in the documented order ([`crate::shutdown`]).
+//!
+//! Invariants:
+//! - The listeners are bound before [`Server::start`] returns, and they
+//!   answer before the engine is open: `/healthz` says 503 until it is, and a
+//!   TCP HELLO waits for it.
+//! - [`RunningServer::shutdown`] calls `engine.shutdown()` only after every
+//!   front-end task has finished, so every request admitted before the stop
+//!   is answered, and nothing is admitted after the engine began draining.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+use statecraft_engine::Engine;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::ServeConfig;
+use crate::error::ServerError;
+use crate::shutdown::{Shutdown, ShutdownCoordinator};
+
+/// Where the engine is in its life.
+#[derive(Debug, Clone)]
+pub(crate) enum EngineState {
+    /// Being opened (or recovered).
+    Opening,
+    /// Open; a clone shares the engine.
+    Ready(Engine),
+    /// Opening failed; the message says why.
+    Failed(Arc<str>),
+}
+
+/// Counters of the front ends, for `/v1/stats` and `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct ServerCounters {
+    /// HTTP requests received (any route).
+    pub http_requests: AtomicU64,
+    /// HTTP requests refused by the concurrency limit.
+    pub http_busy: AtomicU64,
+    /// TCP connections accepted (including refused ones).
+    pub tcp_connections: AtomicU64,
+    /// TCP connections open now.
+    pub tcp_open: AtomicU64,
+    /// TCP connections refused by the connection limit.
+    pub tcp_refused: AtomicU64,
+    /// TCP events frames answered with an ACK.
+    pub tcp_frames: AtomicU64,
+    /// TCP events received.
+    pub tcp_events: AtomicU64,
+    /// ERROR frames sent.
+    pub tcp_errors: AtomicU64,
+}
+
+/// A copy of [`ServerCounters`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct CounterSnapshot {
+    pub http_requests: u64,
+    pub http_busy: u64,
+    pub tcp_connections: u64,
+    pub tcp_open: u64,
+    pub tcp_refused: u64,
+    pub tcp_frames: u64,
+    pub tcp_events: u64,
+    pub tcp_errors: u64,
+}
+
+impl ServerCounters {
+    pub(crate) fn snapshot(&self) -> CounterSnapshot {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CounterSnapshot {
+            http_requests: l(&self.http_requests),
+            http_busy: l(&self.http_busy),
+            tcp_connections: l(&self.tcp_connections),
+            tcp_open: l(&self.tcp_open),
+            tcp_refused: l(&self.tcp_refused),
+            tcp_frames: l(&self.tcp_frames),
+            tcp_events: l(&self.tcp_events),
+            tcp_errors: l(&self.tcp_errors),
+        }
+    }
+}
+
+/// What every handler and connection shares (behind one `Arc`).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The settings.
+    pub config: ServeConfig,
+    /// The engine's state. The sender is the opener task (it sends once, then
+    /// drops); receivers are cloned from here.
+    pub engine: watch::Receiver<EngineState>,
+    /// The stop signal, for `/readyz` and SSE streams.
+    pub stop: Shutdown,
+    /// When the server started.
+    pub started: Instant,
+    /// Front-end counters.
+    pub counters: ServerCounters,
+    /// TCP connection slots: `max_connections` permits; a connection holds
+    /// one for its life; none left = the new connection is refused with an
+    /// ERROR frame. Never closed.
+    pub tcp_slots: Arc<Semaphore>,
+    /// HTTP request slots: `max_connections` permits; a request holds one
+    /// until its response is produced; none left = 503. Never closed.
+    pub http_slots: Arc<Semaphore>,
+}
+
+impl Shared {
+    /// The engine, if it is open.
+    pub(crate) fn engine(&self) -> Option<Engine> {
+        match &*self.engine.borrow() {
+            EngineState::Ready(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    /// Waits until the engine is open (or failed to open).
+    pub(crate) async fn wait_engine(&self) -> Result<Engine, Arc<str>> {
+        let mut rx = self.engine.clone();
+        let state = rx
+            .wait_for(|s| !matches!(s, EngineState::Opening))
+            .await
+            .map(|s| s.clone());
+        match state {
+            Ok(EngineState::Ready(e)) => Ok(e),
+            Ok(EngineState::Failed(why)) => Err(why),
+            // The opener is gone without a verdict (its task panicked).
+            Ok(EngineState::Opening) | Err(_) => match &*self.engine.borrow() {
+                EngineState::Ready(e) => Ok(e.clone()),
+                EngineState::Failed(why) => Err(why.clone()),
+                EngineState::Opening => Err(Arc::from("the engine opener stopped")),
+            },
+        }
+    }
+}
+
+/// The server: [`Server::start`] it with a [`ServeConfig`].
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Binds the HTTP and TCP listeners, starts opening the engine in the
+    /// background and starts serving. Returns once both listeners are bound
+    /// (not once the engine is open: see [`RunningServer::wait_ready`]).
+    /// Must be called inside a multi-thread Tokio runtime.
+    pub async fn start(config: ServeConfig) -> Result<RunningServer, ServerError> {
+        config.validate()?;
+        let http_listener =
+            std::net::TcpListener::bind(config.http).map_err(|source| ServerError::Bind {
+                what: "http",
+                addr: config.http,
+                source,
+            })?;
+        let http_addr = http_listener.local_addr()?;
+        let tcp_listener = tokio::net::TcpListener::bind(config.tcp)
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: "tcp",
+                addr: config.tcp,
+                source,
+            })?;
+        let tcp_addr = tcp_listener.local_addr()?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .map_err(ServerError::Tls)?,
+            ),
+            _ => None,
+        };
+
+        let coordinator = ShutdownCoordinator::new();
+        let (engine_tx, engine_rx) = watch::channel(EngineState::Opening);
+        let shared = Arc::new(Shared {
+            tcp_slots: Arc::new(Semaphore::new(config.max_connections)),
+            http_slots: Arc::new(Semaphore::new(config.max_connections)),
+            stop: coordinator.listener(),
+            engine: engine_rx,
+            started: Instant::now(),
+            counters: ServerCounters::default(),
+            config,
+        });
+
+        // Failures of the front ends after start: the CLI exits on the first.
+        // Capacity 2: one per front end; a full channel drops the extra.
+        let (fail_tx, fail_rx) = mpsc::channel(2);
+
+        let builder = Engine::builder().config(shared.config.engine_config());
+        let data_dir = shared.config.data_dir.clone();
+        let opener_fail = fail_tx.clone();
+        let opener = tokio::spawn(async move {
+            let began = Instant::now();
+            tracing::info!(data_dir = ?data_dir, "opening the engine");
+            match builder.open().await {
+                Ok(engine) => {
+                    tracing::info!(
+                        shards = engine.shard_count(),
+                        elapsed_ms = began.elapsed().as_millis() as u64,
+                        "engine ready"
+                    );
+                    engine_tx.send_replace(EngineState::Ready(engine));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the engine failed to start");
+                    engine_tx.send_replace(EngineState::Failed(Arc::from(e.to_string())));
+                    let _ = opener_fail.try_send(ServerError::EngineStart(e.to_string()));
+                }
+            }
+        });
+
+        let app = crate::http::router(Arc::clone(&shared));
+        let (stop, guard) = coordinator.task();
+        let http_task = tokio::spawn(crate::http::serve(
+            http_listener,
+            tls.clone(),
+            app,
+            shared.config.shutdown_grace,
+            stop,
+            guard,
+            fail_tx.clone(),
+        ));
+        let (stop, guard) = coordinator.task();
+        let tcp_task = tokio::spawn(crate::tcp::serve(
+            tcp_listener,
+            Arc::clone(&shared),
+            stop,
+            guard,
+            fail_tx,
+        ));
+        tracing::info!(
+            http = %http_addr,
+            tls = tls.is_some(),
+            tcp = %tcp_addr,
+            auth = shared.config.auth_token.is_some(),
+            "listening"
+        );
+        Ok(RunningServer {
+            http_addr,
+            tcp_addr,
+            shared,
+            coordinator,
+            opener,
+            tasks: vec![http_task, tcp_task],
+            failures: fail_rx,
+        })
+    }
+}
+
+/// A started server. Drop it only after [`RunningServer::shutdown`]: dropping
+/// it without leaves the tasks running until the runtime ends.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The bound HTTP address (the real port when 0 was asked for).
+    pub http_addr: SocketAddr,
+    /// The bound TCP ingest address.
+    pub tcp_addr: SocketAddr,
+    shared: Arc<Shared>,
+    coordinator: ShutdownCoordinator,
+    /// The engine opener; finished once the engine is open or failed.
+    opener: JoinHandle<()>,
+    /// The HTTP server and the TCP accept loop; each ends after the stop.
+    tasks: Vec<JoinHandle<()>>,
+    /// Failures of the front ends or the opener (senders: those tasks).
+    failures: mpsc::Receiver<ServerError>,
+}
+
+impl RunningServer {
+    /// Waits until the engine is open; the engine (a cheap clone) for
+    /// in-process checks.
+    pub async fn wait_ready(&self) -> Result<Engine, ServerError> {
+        self.shared
+            .wait_engine()
+            .await
+            .map_err(|why| ServerError::EngineStart(why.to_string()))
+    }
+
+    /// The engine, if open.
+    pub fn engine(&self) -> Option<Engine> {
+        self.shared.engine()
+    }
+
+    /// The HTTP base URL (`http://` or `https://`).
+    pub fn http_url(&self) -> String {
+        let scheme = if self.shared.config.tls() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.http_addr)
+    }
+
+    /// Resolves with the first failure of a front end or of the engine's
+    /// start (pending forever if there is none).
+    pub async fn failed(&mut self) -> ServerError {
+        match self.failures.recv().await {
+            Some(e) => e,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Starts the shutdown without waiting (readiness turns 503 at once).
+    pub fn begin_shutdown(&self) {
+        self.coordinator.stop();
+    }
+
+    /// True once the shutdown began.
+    pub fn is_stopping(&self) -> bool {
+        self.coordinator.is_stopping()
+    }
+
+    /// Graceful shutdown: stop accepting (HTTP and TCP), stop reading new
+    /// frames, let in-flight requests and frames finish, then shut the engine
+    /// down (drain, commit, ack) and close the store.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        let began = Instant::now();
+        tracing::info!("shutdown: stop accepting; finishing in-flight requests and frames");
+        self.coordinator.stop_and_wait().await;
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        tracing::info!(
+            elapsed_ms = began.elapsed().as_millis() as u64,
+            "shutdown: front ends finished; draining the engine"
+        );
+        // The engine may still be opening: wait for the verdict.
+        let _ = (&mut self.opener).await;
+        let engine = self.shared.engine();
+        match engine {
+            Some(engine) => {
+                engine.shutdown().await.map_err(ServerError::EngineShutdown)?;
+                tracing::info!(
+                    elapsed_ms = began.elapsed().as_millis() as u64,
+                    applied_total = engine.applied_total(),
+                    "shutdown: engine drained, committed and closed"
+                );
+            }
+            None => tracing::info!("shutdown: the engine was not open"),
+        }
+        Ok(())
+    }
+}
