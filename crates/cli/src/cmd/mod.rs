@@ -4,3 +4,4 @@ pub mod check;
 pub mod coach;
 pub mod lessons;
 pub mod pipe;
+pub mod serve;
