@@ -223,7 +223,7 @@ fn lesson_markdown(lesson: &Lesson) -> String {
         md.push_str(&format!("After: {}\n", lesson.next));
     }
     md.push_str(&format!(
-        "\n## Graded by `statecraft check {}`\n\n",
+        "\n## Graded by statecraft check {}\n\n",
         lesson.number
     ));
     for objective in &lesson.objectives {
@@ -299,7 +299,7 @@ mod tests {
         assert!(!md.contains("+++"), "front matter must not be shown raw");
         assert!(!md.contains("[[concepts]]"));
         let graded = md
-            .find("## Graded by `statecraft check 1`")
+            .find("## Graded by statecraft check 1")
             .expect("objectives block");
         let prose = md.find("## Concepts").expect("prose");
         assert!(graded < prose);
