@@ -29,7 +29,7 @@ use crate::ops::CustomOp;
 use crate::persist::{Durability, ShardPersistence, start_committer};
 use crate::queue::{OverflowPolicy, PushError, ShardQueue};
 use crate::router::shard_of;
-use crate::shard::{ShardRequest, ShardSettings, ShardState, ShardWorker, SubBatch};
+use crate::shard::{ShardRequest, ShardSettings, ShardState, ShardWorker, Source, SubBatch};
 use crate::stats::{EngineStats, ShardMetrics, ShardStats, StatusCounters};
 use statecraft_store::{BackupReport, Store, StoreOptions};
 
@@ -75,6 +75,8 @@ pub struct EngineConfig {
     /// Memory budget of each shard's hot-key cache, in bytes (dirty keys are
     /// kept until materialized, whatever the budget).
     pub cache_bytes: usize,
+    /// Adaptive capacity (`None` = fixed `queue_capacity`).
+    pub adaptive: Option<crate::adaptive::AdaptiveConfig>,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +99,7 @@ impl Default for EngineConfig {
             checkpoint_interval: Duration::from_secs(5),
             checkpoint_batches: 2_000,
             cache_bytes: 512 << 20,
+            adaptive: None,
         }
     }
 }
@@ -200,6 +203,19 @@ impl EngineBuilder {
     pub fn checkpoint(mut self, interval: Duration, batches: u64) -> Self {
         self.config.checkpoint_interval = interval;
         self.config.checkpoint_batches = batches.max(1);
+        self
+    }
+
+    /// Adaptive capacity: each shard queue resizes itself within
+    /// `[min, max]` events so its p95 queue wait tracks `target`.
+    pub fn adaptive(mut self, target: Duration, min: usize, max: usize) -> Self {
+        self.config.adaptive = Some(crate::adaptive::AdaptiveConfig::new(target, min, max));
+        self
+    }
+
+    /// Adaptive capacity with every setting given.
+    pub fn adaptive_config(mut self, config: Option<crate::adaptive::AdaptiveConfig>) -> Self {
+        self.config.adaptive = config;
         self
     }
 
@@ -372,8 +388,29 @@ impl Engine {
                 max_dedup_ids: config.max_dedup_ids,
                 custom_ops: Arc::clone(&custom_ops),
                 apply_delay: config.apply_delay,
+                shards: config.shards,
+                stats_window: crate::adaptive::AdaptiveConfig::new(
+                    Duration::from_millis(10),
+                    1,
+                    usize::MAX / 2,
+                ),
             };
+            let initial = match config.adaptive {
+                Some(a) => config.queue_capacity.clamp(a.min, a.max),
+                None => config.queue_capacity,
+            };
+            queue.set_capacity(initial);
             let worker = ShardWorker {
+                id,
+                controller: crate::adaptive::AdaptiveCapacity::new(
+                    config.adaptive.unwrap_or(settings.stats_window),
+                    initial,
+                ),
+                adaptive: config.adaptive.is_some(),
+                interval: crate::adaptive::IntervalCounters::default(),
+                interval_base: (0, 0),
+                epoch: std::time::Instant::now(),
+                last_filling_warning: None,
                 state: ShardState::new(
                     id,
                     settings.clone(),
@@ -484,6 +521,30 @@ impl Engine {
         items: Vec<Result<Event, Rejection>>,
         ack: AckMode,
     ) -> Result<Ticket, EngineError> {
+        self.enqueue_from(items, ack, None).await
+    }
+
+    /// Like [`enqueue_decoded`](Self::enqueue_decoded), for events from a
+    /// replayable source: `positions[i]` is item i's position in `source`
+    /// (0 = none). An event at or below the position its shard has stored
+    /// is answered `duplicate` and not applied (exactly-once effects).
+    pub async fn enqueue_sourced(
+        &self,
+        items: Vec<Result<Event, Rejection>>,
+        ack: AckMode,
+        source: &str,
+        positions: Vec<u64>,
+    ) -> Result<Ticket, EngineError> {
+        self.enqueue_from(items, ack, Some((source, positions)))
+            .await
+    }
+
+    async fn enqueue_from(
+        &self,
+        items: Vec<Result<Event, Rejection>>,
+        ack: AckMode,
+        source: Option<(&str, Vec<u64>)>,
+    ) -> Result<Ticket, EngineError> {
         let inner = &*self.inner;
         if inner.closing.load(Ordering::Acquire) {
             return Err(EngineError::ShuttingDown);
@@ -519,6 +580,22 @@ impl Engine {
             }
         }
         let submission: Arc<[Event]> = Arc::from(submission);
+        let source: Option<Arc<Source>> = source.map(|(name, positions)| {
+            // Re-index positions from the caller's input to the submission.
+            let mut seqs = vec![0u64; submission.len()];
+            for (input_idx, sub_idx) in per_shard
+                .iter()
+                .flat_map(|(inputs, subs, _)| inputs.iter().zip(subs.iter()))
+            {
+                if let Some(&p) = positions.get(*input_idx as usize) {
+                    seqs[*sub_idx as usize] = p;
+                }
+            }
+            Arc::new(Source {
+                name: Arc::from(name),
+                seqs,
+            })
+        });
         let mut pending = Vec::with_capacity(n_shards);
         for (s, (indices, shard_indices, bytes)) in per_shard.into_iter().enumerate() {
             if indices.is_empty() {
@@ -534,6 +611,7 @@ impl Engine {
             let sub = SubBatch {
                 submission: Arc::clone(&submission),
                 indices: shard_indices,
+                source: source.clone(),
                 ack,
                 reply,
             };
@@ -680,6 +758,7 @@ impl Engine {
             let marker = SubBatch {
                 submission: Arc::from(Vec::new()),
                 indices: Vec::new(),
+                source: None,
                 ack: AckMode::Applied,
                 reply: Some(tx),
             };

@@ -39,6 +39,7 @@
 //! # }).unwrap();
 //! ```
 
+pub mod adaptive;
 pub mod batch;
 pub mod engine;
 pub mod error;
@@ -49,7 +50,7 @@ pub(crate) mod persist;
 pub mod pointer;
 pub mod queue;
 pub mod router;
-pub(crate) mod shard;
+pub mod shard;
 pub mod stats;
 pub(crate) mod sync;
 
@@ -60,4 +61,5 @@ pub use event::{AckMode, Change, Event, EventResult, Op, RejectCode, StateRecord
 pub use limits::{Limits, Rejection};
 pub use persist::DurabilityStats;
 pub use queue::{OverflowPolicy, ShardQueue};
+pub use shard::Source;
 pub use stats::EngineStats;

@@ -327,6 +327,17 @@ impl ShardPersistence {
         }
     }
 
+    /// The stored offset `name`, if any.
+    pub fn stored_offset(&self, name: &str) -> Option<u64> {
+        match self.durability.store.offset(name) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(shard = self.shard, error = %e, "store offset read failed");
+                None
+            }
+        }
+    }
+
     /// Was id `id` on `key` seen, as far as the store knows?
     pub fn seen_id(&mut self, key: &str, id: &str, now_ms: u64) -> bool {
         match self.durability.store.dedup_get(key, id) {

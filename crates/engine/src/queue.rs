@@ -139,6 +139,8 @@ struct State<T> {
     /// The consumer's waker while it waits for an item.
     consumer: Option<Waker>,
     max_depth: usize,
+    /// Largest depth since the last [`ShardQueue::take_interval_peak`].
+    interval_peak: usize,
     enqueued: u64,
     dequeued: u64,
     rejected: u64,
@@ -158,6 +160,7 @@ impl<T> State<T> {
         self.bytes += item.bytes;
         self.enqueued += item.events as u64;
         self.max_depth = self.max_depth.max(self.events);
+        self.interval_peak = self.interval_peak.max(self.events);
         self.items.push_back(item);
         self.consumer.take()
     }
@@ -200,6 +203,7 @@ impl<T> ShardQueue<T> {
                 next_waiter_id: 0,
                 consumer: None,
                 max_depth: 0,
+                interval_peak: 0,
                 enqueued: 0,
                 dequeued: 0,
                 rejected: 0,
@@ -340,6 +344,15 @@ impl<T> ShardQueue<T> {
         for w in wakers {
             w.wake();
         }
+    }
+
+    /// The largest depth (events) since the previous call, then resets it to
+    /// the current depth (the adaptive controller reads it per interval).
+    pub fn take_interval_peak(&self) -> usize {
+        let mut st = lock(&self.state);
+        let peak = st.interval_peak.max(st.events);
+        st.interval_peak = st.events;
+        peak
     }
 
     /// Counts events of a producer that gave up waiting (e.g. a timeout under

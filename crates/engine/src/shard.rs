@@ -36,9 +36,28 @@ pub(crate) struct SubBatch {
     pub submission: Arc<[Event]>,
     /// Indices into `submission` of this shard's events, ascending.
     pub indices: Vec<u32>,
+    /// Where the submission's events come from, with a position per event,
+    /// for exactly-once effects over a replayable source.
+    pub source: Option<Arc<Source>>,
     pub ack: AckMode,
     /// Who waits for the results (in `indices` order). `None` under `ack=none`.
     pub reply: Option<oneshot::Sender<Vec<EventResult>>>,
+}
+
+/// A replayable source of events (a partition of a log): its name and the
+/// position of each event of a submission (index-aligned; 0 = none).
+///
+/// A shard stores, with the state each batch produced, the highest position
+/// of every source it applied; an event at or below it is answered
+/// `duplicate` and not applied again — exactly-once effects when a source
+/// redelivers, as long as positions grow per source and the shard count
+/// stays the same.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The source's name (e.g. `nats/3`, `pipe/1`).
+    pub name: Arc<str>,
+    /// Position per event of the submission, by index.
+    pub seqs: Vec<u64>,
 }
 
 /// Requests other than writes, served between batches.
@@ -110,6 +129,10 @@ pub(crate) struct ShardSettings {
     pub custom_ops: Arc<FxHashMap<Arc<str>, CustomOp>>,
     /// Test hook: busy time added to every event's apply.
     pub apply_delay: Duration,
+    /// How many shards the engine has (names of per-shard source offsets).
+    pub shards: usize,
+    /// The p95 target used for the stats window when not adaptive.
+    pub stats_window: crate::adaptive::AdaptiveConfig,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -176,6 +199,9 @@ pub(crate) struct ShardState {
     /// so a lookup compares them without chasing a pointer.
     map: FxHashMap<CompactString, Entry>,
     dedup: DedupIds,
+    /// Highest source position applied per source (see [`Source`]), by the
+    /// store name of the (source, shard) pair.
+    offsets: FxHashMap<String, u64>,
     settings: ShardSettings,
     persistence: Option<ShardPersistence>,
 }
@@ -186,9 +212,43 @@ impl ShardState {
             id,
             map: FxHashMap::default(),
             dedup: DedupIds::default(),
+            offsets: FxHashMap::default(),
             settings,
             persistence,
         }
+    }
+
+    /// The store name of this shard's offset of `source`. It includes the
+    /// shard count: offsets are per shard, so a different shard count starts
+    /// from no offset (documented: at-least-once across such a change).
+    fn offset_name(&self, source: &str) -> String {
+        format!("{source}/{}of{}", self.id, self.settings.shards)
+    }
+
+    /// Has position `seq` of `source` been applied by this shard already?
+    /// Otherwise records it as applied (the caller applies the event).
+    fn source_seen(&mut self, source: &str, seq: u64, staged: &mut StagedBatch) -> bool {
+        let name = self.offset_name(source);
+        let current = match self.offsets.get(&name) {
+            Some(&v) => v,
+            None => {
+                let stored = self
+                    .persistence
+                    .as_ref()
+                    .and_then(|p| p.stored_offset(&name))
+                    .unwrap_or(0);
+                self.offsets.insert(name.clone(), stored);
+                stored
+            }
+        };
+        if seq <= current {
+            return true;
+        }
+        self.offsets.insert(name.clone(), seq);
+        if self.persistence.is_some() {
+            staged.offsets.push((name, seq));
+        }
+        false
     }
 
     /// Looks a key up in memory, then in the store (loading it into memory).
@@ -426,7 +486,21 @@ fn busy_wait(d: Duration) {
 
 /// Everything the worker thread owns.
 pub(crate) struct ShardWorker {
+    /// The shard's index.
+    pub id: usize,
     pub state: ShardState,
+    /// The queue-wait window and (when enabled) the capacity controller.
+    pub controller: crate::adaptive::AdaptiveCapacity,
+    /// Whether the controller's decisions are applied.
+    pub adaptive: bool,
+    /// Counters of the current control interval.
+    pub interval: crate::adaptive::IntervalCounters,
+    /// Queue counters at the start of the interval (enqueued, refused+dropped).
+    pub interval_base: (u64, u64),
+    /// Origin of the controller's clock.
+    pub epoch: Instant,
+    /// Last `queue_filling` warning (rate limit: one per second).
+    pub last_filling_warning: Option<Instant>,
     pub collector: BatchCollector<SubBatch>,
     pub requests: mpsc::Receiver<ShardRequest>,
     pub changes: broadcast::Sender<Arc<Change>>,
@@ -441,6 +515,8 @@ impl ShardWorker {
         let mut requests_open = true;
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut control = tokio::time::interval(self.controller.config().interval);
+        control.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -452,6 +528,7 @@ impl ShardWorker {
                     Some(batch) => self.apply_batch(batch),
                     None => break,
                 },
+                _ = control.tick() => self.control_tick(),
                 _ = housekeeping.tick() => {
                     let now = now_ms();
                     self.state.housekeeping(now);
@@ -489,6 +566,70 @@ impl ShardWorker {
         }
     }
 
+    /// End of a control interval: feed the controller, apply its decision,
+    /// publish the window's percentiles and rates.
+    fn control_tick(&mut self) {
+        let now = self.epoch.elapsed();
+        let queue = self.collector.queue();
+        let snap = queue.snapshot();
+        let refused_total = snap.rejected + snap.dropped;
+        self.interval.arrived = snap.enqueued.saturating_sub(self.interval_base.0);
+        self.interval.refused = refused_total.saturating_sub(self.interval_base.1);
+        self.interval.peak_depth = queue.take_interval_peak();
+        self.interval_base = (snap.enqueued, refused_total);
+        let counters = std::mem::take(&mut self.interval);
+        let decision = self.controller.tick(now, counters);
+        let m = &self.metrics;
+        let p50 = self.controller.wait_quantile(now, 0.50).unwrap_or_default();
+        let p95 = self.controller.wait_quantile(now, 0.95).unwrap_or_default();
+        m.recent_wait_p50_us
+            .store(p50.as_micros() as u64, Ordering::Relaxed);
+        m.recent_wait_p95_us
+            .store(p95.as_micros() as u64, Ordering::Relaxed);
+        let interval_s = self.controller.config().interval.as_secs_f64().max(1e-6);
+        let arrival_rate = counters.arrived as f64 / interval_s;
+        m.arrival_rate.store(arrival_rate as u64, Ordering::Relaxed);
+        let service_rate = if counters.busy > Duration::ZERO {
+            counters.served as f64 / counters.busy.as_secs_f64()
+        } else {
+            0.0
+        };
+        if service_rate > 0.0 {
+            m.service_rate.store(service_rate as u64, Ordering::Relaxed);
+        }
+        if snap.depth_events * 10 >= snap.capacity_events * 8
+            && self
+                .last_filling_warning
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.last_filling_warning = Some(Instant::now());
+            tracing::warn!(
+                shard = self.id,
+                depth = snap.depth_events,
+                capacity = snap.capacity_events,
+                arrival_rate,
+                service_rate,
+                "queue_filling"
+            );
+        }
+        if self.adaptive
+            && let Some(d) = decision
+        {
+            queue.set_capacity(d.to);
+            m.capacity_changes.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                shard = self.id,
+                from = d.from,
+                to = d.to,
+                p95_wait_ms = d.p95_wait.as_secs_f64() * 1e3,
+                target_ms = self.controller.config().target.as_secs_f64() * 1e3,
+                arrival_rate = d.arrival_rate,
+                service_rate = d.service_rate,
+                "capacity_adjusted"
+            );
+        }
+    }
+
     fn apply_batch(&mut self, batch: crate::batch::Batch<SubBatch>) {
         let started = Instant::now();
         let now = now_ms();
@@ -511,6 +652,14 @@ impl ShardWorker {
                 let Some(event) = sub.submission.get(i as usize) else {
                     continue;
                 };
+                if let Some(src) = &sub.source
+                    && let Some(&seq) = src.seqs.get(i as usize)
+                    && seq > 0
+                    && self.state.source_seen(&src.name, seq, &mut staged)
+                {
+                    results.push(EventResult::Duplicate);
+                    continue;
+                }
                 let (result, change) = self.state.apply(event, now, &mut staged, want_changes);
                 if result.is_applied() {
                     applied += 1;
@@ -532,6 +681,12 @@ impl ShardWorker {
             }
         }
         let apply_time = started.elapsed();
+        let now = self.epoch.elapsed();
+        for (wait, n) in &waits {
+            self.controller.sample(now, *wait, *n as u64);
+        }
+        self.interval.served += batch.events as u64;
+        self.interval.busy += apply_time;
         if let Some(p) = self.state.persistence.as_mut() {
             p.commit(
                 staged,

@@ -160,6 +160,16 @@ pub struct ShardMetrics {
     pub results: StatusCounters,
     /// Per-stage histograms (locked once per batch).
     pub hist: Mutex<StageHistograms>,
+    /// p50 queue wait over the recent window (the adaptive controller's), µs.
+    pub recent_wait_p50_us: AtomicU64,
+    /// p95 queue wait over the recent window, µs.
+    pub recent_wait_p95_us: AtomicU64,
+    /// Arrival rate over the last interval, events/s.
+    pub arrival_rate: AtomicU64,
+    /// Service rate (events per busy second), smoothed.
+    pub service_rate: AtomicU64,
+    /// Capacity changes made by the adaptive controller.
+    pub capacity_changes: AtomicU64,
 }
 
 impl ShardMetrics {
@@ -206,6 +216,16 @@ pub struct ShardStats {
     pub apply_us: Summary,
     /// Events per batch.
     pub batch_events: Summary,
+    /// p50 queue wait over the recent window, µs.
+    pub recent_wait_p50_us: u64,
+    /// p95 queue wait over the recent window, µs.
+    pub recent_wait_p95_us: u64,
+    /// Arrival rate over the last interval, events/s.
+    pub arrival_rate: u64,
+    /// Service rate while busy, events/s.
+    pub service_rate: u64,
+    /// Capacity changes made by the adaptive controller.
+    pub capacity_changes: u64,
 }
 
 /// The queue part of [`ShardStats`], serializable.
@@ -262,6 +282,11 @@ impl ShardStats {
             queue_wait_us: Summary::of(&h.queue_wait_us),
             apply_us: Summary::of(&h.apply_us),
             batch_events: Summary::of(&h.batch_events),
+            recent_wait_p50_us: m.recent_wait_p50_us.load(Ordering::Relaxed),
+            recent_wait_p95_us: m.recent_wait_p95_us.load(Ordering::Relaxed),
+            arrival_rate: m.arrival_rate.load(Ordering::Relaxed),
+            service_rate: m.service_rate.load(Ordering::Relaxed),
+            capacity_changes: m.capacity_changes.load(Ordering::Relaxed),
         }
     }
 }
