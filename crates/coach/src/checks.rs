@@ -18,6 +18,9 @@ pub struct CheckFigure {
     pub figure: String,
     /// The target, as the checker printed it.
     pub target: String,
+    /// Why it failed, or what else the checker noted (stderr, first mismatch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// What `review` found when it tried to run the checks.

@@ -26,6 +26,9 @@ use crate::workspace::{CodeReview, FileReason, WorkspaceSettings};
 /// The longest code block allowed without a gap, in lines.
 pub const MAX_SOLUTION_LINES: usize = 6;
 
+/// A checker's note on a failing objective is cut to this many characters.
+const MAX_DETAIL_CHARS: usize = 240;
+
 /// Everything the composer needs.
 #[derive(Debug, Clone, Copy)]
 pub struct Situation<'a> {
@@ -133,6 +136,23 @@ fn guide(s: &Situation<'_>, book: &Playbook, given: &mut Vec<String>) -> Vec<Sec
             "\n\nObjective `{}` is not met yet: measured {}, target {}.",
             fig.objective, fig.figure, fig.target
         ));
+        if let Some(detail) = fig
+            .detail
+            .as_deref()
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+        {
+            let short: String = detail.chars().take(MAX_DETAIL_CHARS).collect();
+            let more = if detail.chars().count() > MAX_DETAIL_CHARS {
+                "…"
+            } else {
+                ""
+            };
+            gap.push_str(&format!(
+                " The checker noted: {}{more}",
+                short.replace('\n', " ")
+            ));
+        }
     }
     if let ReviewChecks::Unavailable(why) = s.checks {
         gap.push_str(&format!("\n\n(The checks could not run: {why}.)"));

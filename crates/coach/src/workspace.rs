@@ -507,4 +507,54 @@ mod tests {
             Some(7)
         );
     }
+
+    #[test]
+    fn git_workspaces_report_uncommitted_untracked_and_committed_since()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path();
+        let git = |args: &[&str]| {
+            Command::new("git")
+                .arg("-C")
+                .arg(root)
+                .args([
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@t",
+                    "-c",
+                    "commit.gpgsign=false",
+                ])
+                .args(args)
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        };
+        if !git(&["init", "-q"]) {
+            eprintln!("git not available: skipped");
+            return Ok(());
+        }
+        std::fs::write(root.join("old.py"), "x = 1\n")?;
+        std::fs::write(root.join("edited.py"), "y = 1\n")?;
+        assert!(git(&["add", "."]) && git(&["commit", "-q", "-m", "start"]));
+        std::fs::write(root.join("edited.py"), "y = 2\n")?;
+        std::fs::write(root.join("new.py"), "z = 1\n")?;
+        let (files, source) = changed_files(&root.canonicalize()?, Some(0));
+        assert_eq!(source, "git");
+        // Committed since the epoch (old.py), edited, untracked.
+        for f in ["old.py", "edited.py", "new.py"] {
+            assert!(files.iter().any(|x| x == f), "{f} in {files:?}");
+        }
+        let tomorrow = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)?
+            .as_secs()
+            + 86_400;
+        let (files, _) = changed_files(&root.canonicalize()?, Some(tomorrow));
+        assert!(
+            !files.iter().any(|x| x == "old.py"),
+            "not committed since: {files:?}"
+        );
+        assert!(files.iter().any(|x| x == "edited.py"));
+        Ok(())
+    }
 }

@@ -129,6 +129,7 @@ fn a_review_whose_checks_now_pass_is_a_discovery_with_figures() -> TestResult {
                 "ok".into()
             },
             target: "t".into(),
+            detail: None,
         })
         .collect();
     let a = coach_offline(
@@ -157,18 +158,21 @@ fn a_review_with_failures_points_at_the_failing_concept() -> TestResult {
             passed: true,
             figure: "200/200 keys equal".into(),
             target: "all keys equal".into(),
+            detail: None,
         },
         CheckFigure {
             objective: "deadline".into(),
             passed: false,
             figure: "ack after 412 ms".into(),
             target: "≤ 150 ms".into(),
+            detail: Some("the lone event e1 was acked after 412 ms".into()),
         },
         CheckFigure {
             objective: "throughput".into(),
             passed: true,
             figure: "3,100 events/s".into(),
             target: "≥ 1,000 events/s".into(),
+            detail: None,
         },
     ];
     let a = coach_offline(
@@ -182,6 +186,10 @@ fn a_review_with_failures_points_at_the_failing_concept() -> TestResult {
     assert_guides(&a, "deadline_batching", "A fixed batch deadline");
     let md = a.to_markdown();
     assert!(md.contains("ack after 412 ms"), "{md}");
+    assert!(
+        md.contains("The checker noted: the lone event e1 was acked"),
+        "{md}"
+    );
     assert!(
         md.contains("passes 2 of 3 objectives"),
         "acknowledges what passes:\n{md}"

@@ -59,6 +59,52 @@ pub struct CoachArgs {
 
 /// Runs `statecraft coach`.
 pub fn run(args: CoachArgs) -> anyhow::Result<ExitCode> {
+    let env = |key: &str| std::env::var(key).ok();
+    let mut stdout = std::io::stdout();
+    let mut io = Io {
+        out: &mut stdout,
+        style: Style::detect(),
+        env: &env,
+        user_config: user_config_path(),
+    };
+    run_with(args, &mut io)
+}
+
+/// Where the answer goes and what the environment says: the process's own in
+/// [`run`], a recording writer and a fake environment in tests.
+struct Io<'a> {
+    /// The answer's destination.
+    out: &'a mut (dyn Write + Send),
+    /// Terminal or plain rendering (`--json` is always plain).
+    style: Style,
+    /// Environment lookup (the LLM settings).
+    env: &'a dyn Fn(&str) -> Option<String>,
+    /// `~/.config/statecraft/config.toml` (or under `$XDG_CONFIG_HOME`).
+    user_config: Option<PathBuf>,
+}
+
+impl Io<'_> {
+    fn put(&mut self, text: &str) -> anyhow::Result<()> {
+        match self
+            .out
+            .write_all(text.as_bytes())
+            .and_then(|_| self.out.flush())
+        {
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.context("writing the answer"),
+        }
+    }
+}
+
+fn user_config_path() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .map(|c| c.join("statecraft").join("config.toml"))
+}
+
+fn run_with(args: CoachArgs, io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
     let workspace = match &args.workspace {
         Some(dir) => dir.clone(),
         None => std::env::current_dir().context("reading the current directory")?,
@@ -70,15 +116,16 @@ pub fn run(args: CoachArgs) -> anyhow::Result<ExitCode> {
     );
     // The loader's error names every path it tried.
     let lesson = statecraft_learn::lesson::load_lesson(args.lesson, Some(&workspace))?;
+    let style = if args.json { Style::Plain } else { io.style };
 
     if args.history {
         let journal = Journal::read(&workspace)?;
         let text = if args.json {
-            history::to_json(&journal, args.lesson)
+            format!("{}\n", history::to_json(&journal, args.lesson))
         } else {
-            render(&history::to_text(&journal, args.lesson), Style::detect())
+            render(&history::to_text(&journal, args.lesson), style)
         };
-        print_out(&text)?;
+        io.put(&text)?;
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -94,24 +141,27 @@ pub fn run(args: CoachArgs) -> anyhow::Result<ExitCode> {
     let llm_config = if args.offline {
         Ok(None)
     } else {
-        LlmConfig::from_env(&workspace)
+        LlmConfig::resolve(io.env, &workspace, io.user_config.as_deref())
     };
-    let style = if args.json {
-        Style::Plain
-    } else {
-        Style::detect()
+    let offline_text = |session: &Session| {
+        if args.json {
+            format!("{}\n", session.answer.to_json())
+        } else {
+            render(&session.answer.to_markdown(), style)
+        }
     };
     let engine = match llm_config {
         Ok(None) => {
-            print_offline(&session, args.json)?;
+            io.put(&offline_text(&session))?;
             "offline"
         }
         Err(e) => {
+            // A broken LLM configuration never stops the coach: one line, then offline.
             session.answer.notice = Some(e.notice());
             if !args.json {
-                print_out(&format!("{}\n\n", e.notice()))?;
+                io.put(&format!("{}\n\n", e.notice()))?;
             }
-            print_offline(&session, args.json)?;
+            io.put(&offline_text(&session))?;
             "offline"
         }
         Ok(Some(cfg)) => {
@@ -121,17 +171,11 @@ pub fn run(args: CoachArgs) -> anyhow::Result<ExitCode> {
                 .context("starting the async runtime")?;
             let answered = if args.json {
                 let answered = runtime.block_on(llm::answer_quietly(&mut session, &cfg));
-                print_out(&format!("{}\n", session.answer.to_json()))?;
+                io.put(&format!("{}\n", session.answer.to_json()))?;
                 answered
             } else {
-                let mut stdout = std::io::stdout();
                 runtime
-                    .block_on(llm::answer_with_fallback(
-                        &mut session,
-                        &cfg,
-                        style,
-                        &mut stdout,
-                    ))
+                    .block_on(llm::answer_with_fallback(&mut session, &cfg, style, io.out))
                     .context("writing the answer")?
             };
             match answered {
@@ -142,24 +186,6 @@ pub fn run(args: CoachArgs) -> anyhow::Result<ExitCode> {
     };
     session.record(engine)?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_offline(session: &Session, json: bool) -> anyhow::Result<()> {
-    let text = if json {
-        format!("{}\n", session.answer.to_json())
-    } else {
-        render(&session.answer.to_markdown(), Style::detect())
-    };
-    print_out(&text)
-}
-
-fn print_out(text: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        // A closed pipe (`| head`) is the reader's choice, not an error.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("writing to stdout"),
-    }
 }
 
 fn unix_now() -> u64 {
@@ -207,6 +233,7 @@ fn run_checks(workspace: &Path, lesson: &Lesson, now: u64) -> ReviewChecks {
             passed: o.passed,
             figure: o.figure.clone(),
             target: o.target.clone(),
+            detail: o.detail.clone(),
         })
         .collect();
     if count_checks(workspace, lesson.number) == checks_before {
@@ -234,5 +261,179 @@ fn record_check(workspace: &Path, lesson: u32, figures: &[CheckFigure], now: u64
     });
     if let Err(e) = Journal::read(workspace).and_then(|mut j| j.append(entry)) {
         eprintln!("warning: could not record the check run: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    const T0: u64 = 1_760_000_000;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn args(ws: &Path, lesson: u32, words: &[&str]) -> CoachArgs {
+        CoachArgs {
+            lesson,
+            question: words.iter().map(|w| w.to_string()).collect(),
+            workspace: Some(ws.to_path_buf()),
+            json: false,
+            history: false,
+            offline: false,
+            now: Some(T0),
+        }
+    }
+
+    fn run_captured(args: CoachArgs, env: &[(&str, &str)]) -> anyhow::Result<String> {
+        let captured = Captured::default();
+        let mut out = captured.clone();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        let mut io = Io {
+            out: &mut out,
+            style: Style::Plain,
+            env: &lookup,
+            user_config: None,
+        };
+        run_with(args, &mut io)?;
+        let bytes = captured.0.lock().map(|b| b.clone()).unwrap_or_default();
+        Ok(String::from_utf8(bytes)?)
+    }
+
+    fn workspace(toml: &str) -> anyhow::Result<tempfile::TempDir> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir_all(dir.path().join(".statecraft"))?;
+        std::fs::write(dir.path().join(".statecraft/workspace.toml"), toml)?;
+        Ok(dir)
+    }
+
+    #[test]
+    fn a_missing_lesson_names_the_paths_tried() -> anyhow::Result<()> {
+        let ws = workspace("")?;
+        let err = run_captured(args(ws.path(), 99, &["hi"]), &[])
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(err.contains("lesson 99 not found"), "{err}");
+        assert!(err.contains("099_*.md"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn questions_moving_clock_json_and_history() -> anyhow::Result<()> {
+        let ws = workspace("lang = \"rust\"\n")?;
+        let q = [
+            "How",
+            "do",
+            "I",
+            "implement",
+            "the",
+            "apply",
+            "for",
+            "incr?",
+        ];
+        let first = run_captured(args(ws.path(), 1, &q), &[])?;
+        assert!(
+            first.contains("# Coach · lesson 1 · One writer per key"),
+            "{first}"
+        );
+        assert!(first.contains("```rust"), "{first}");
+        assert!(!first.contains('\x1b'), "plain when not a terminal");
+
+        let mut later = args(ws.path(), 1, &q);
+        later.now = Some(T0 + 45 * 60);
+        later.json = true;
+        let json: serde_json::Value = serde_json::from_str(&run_captured(later, &[])?)?;
+        assert_eq!(json["level"], 2);
+        assert_eq!(json["kind"], "stuck");
+        assert_eq!(json["concept"]["id"], "single_writer");
+        assert_eq!(json["mode"], "guide");
+        assert!(json["sections"].as_array().is_some_and(|s| s.len() >= 6));
+        assert!(json["sources"].as_array().is_some_and(|s| !s.is_empty()));
+
+        let mut hist = args(ws.path(), 1, &[]);
+        hist.history = true;
+        let text = run_captured(hist, &[])?;
+        assert!(
+            text.contains("level 1") && text.contains("level 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("asked: \"How do I implement the apply for incr?\""),
+            "{text}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn review_without_a_command_says_the_checks_could_not_run() -> anyhow::Result<()> {
+        let ws = workspace("lang = \"python\"\n")?;
+        let out = run_captured(args(ws.path(), 1, &["review"]), &[])?;
+        assert!(out.contains("The checks could not run"), "{out}");
+        Ok(())
+    }
+
+    #[test]
+    fn review_runs_the_checks_and_journals_them() -> anyhow::Result<()> {
+        // A program that exits at once: every objective fails fast.
+        let ws = workspace("lang = \"python\"\ncommand = [\"false\"]\n")?;
+        let out = run_captured(args(ws.path(), 1, &["review"]), &[])?;
+        assert!(out.contains("is not met yet"), "{out}");
+        let journal = std::fs::read_to_string(ws.path().join(".statecraft/journal.jsonl"))?;
+        let kinds: Vec<serde_json::Value> = journal
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        assert!(
+            kinds
+                .iter()
+                .any(|e| e["kind"] == "check" && e["passed"] == false),
+            "{journal}"
+        );
+        assert!(
+            kinds
+                .iter()
+                .any(|e| e["kind"] == "coach" && e["question_kind"] == "review"),
+            "{journal}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_misconfigured_llm_falls_back_in_one_line() -> anyhow::Result<()> {
+        let ws = workspace("")?;
+        let env = [("STATECRAFT_LLM_URL", "http://127.0.0.1:9")];
+        let out = run_captured(args(ws.path(), 1, &["what", "is", "a", "version?"]), &env)?;
+        let first = out.lines().next().unwrap_or_default();
+        assert!(
+            first.contains("LLM coach unavailable") && first.contains("no model"),
+            "{out}"
+        );
+        assert_eq!(out.matches("LLM coach unavailable").count(), 1);
+        assert!(out.contains("## Questions to ask yourself"), "{out}");
+        // --offline never looks at the LLM settings.
+        let mut offline = args(ws.path(), 1, &["what", "is", "a", "version?"]);
+        offline.offline = true;
+        assert!(!run_captured(offline, &env)?.contains("LLM coach unavailable"));
+        Ok(())
     }
 }
