@@ -24,6 +24,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use statecraft_coach::render::{Style, render};
 use statecraft_learn::lesson::{Lesson, list_lessons, load_lesson};
+use statecraft_learn::workspace::PROGRESS_FILE;
 
 /// `statecraft lessons` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -119,13 +120,11 @@ struct ProgressFile {
 }
 
 impl Progress {
-    const PATH: &str = ".statecraft/progress.json";
-
     /// Reads the workspace's progress. A missing file is no progress; an
     /// unreadable or malformed one is reported on stderr and treated the same, so
     /// listing the lessons never fails because of it.
     fn read(workspace: &Path) -> Progress {
-        let path = workspace.join(Self::PATH);
+        let path = workspace.join(PROGRESS_FILE);
         match std::fs::read_to_string(&path) {
             Ok(text) => Self::parse(&text).unwrap_or_else(|err| {
                 eprintln!("warning: ignoring {}: {err}", path.display());
