@@ -15,13 +15,15 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use statecraft_coach::journal::{CheckEntry, Journal, JournalEntry};
+use statecraft_coach::journal::Journal;
 use statecraft_coach::llm::{self, LlmConfig};
 use statecraft_coach::render::{Style, render};
-use statecraft_coach::workspace::WorkspaceSettings;
 use statecraft_coach::{Ask, CheckFigure, LessonMaterial, ReviewChecks, Session, history};
 use statecraft_learn::check::{CheckOptions, run_lesson_with};
 use statecraft_learn::lesson::Lesson;
+use statecraft_learn::workspace::{
+    CONFIG_FILE, WorkspaceConfig, append_check_journal, read_config,
+};
 
 /// Arguments of `statecraft coach`.
 #[derive(Debug, clap::Args)]
@@ -195,28 +197,34 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs lesson `lesson`'s checks on the workspace's program for `review`, and
-/// makes sure the run is in the journal (the coach's calibration reads it).
+/// Runs lesson `lesson`'s checks on the workspace's program for `review` (after
+/// its `build` command, as `statecraft check` does), and makes sure the run is in
+/// the journal — the coach's calibration reads it. Anything that stops the
+/// checks becomes `ReviewChecks::Unavailable`, shown in the answer.
 fn run_checks(workspace: &Path, lesson: &Lesson, now: u64) -> ReviewChecks {
-    let settings = match WorkspaceSettings::read(workspace) {
-        Ok(s) => s,
+    let config = match read_config(workspace) {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            return ReviewChecks::Unavailable(format!(
+                "there is no {} naming the command that starts your program \
+                 (run `statecraft check {} -- <command>` yourself)",
+                workspace.join(CONFIG_FILE).display(),
+                lesson.number
+            ));
+        }
         Err(e) => return ReviewChecks::Unavailable(e.to_string()),
     };
-    if settings.command.is_empty() {
-        return ReviewChecks::Unavailable(
-            "no `command` in .statecraft/workspace.toml, so I do not know how to start your program \
-             (run `statecraft check N -- <command>` yourself)"
-                .into(),
-        );
+    if let Err(why) = build(&config, workspace) {
+        return ReviewChecks::Unavailable(why);
     }
     let checks_before = count_checks(workspace, lesson.number);
     eprintln!(
         "Running lesson {}'s checks on `{}` …",
         lesson.number,
-        settings.command_line()
+        config.command.join(" ")
     );
     let opts = CheckOptions::new(workspace);
-    let report = run_lesson_with(lesson, &settings.command, &opts, &mut |o| {
+    let report = run_lesson_with(lesson, &config.command, &opts, &mut |o| {
         eprintln!(
             "  {} {} — {} (target {})",
             if o.passed { "pass" } else { "FAIL" },
@@ -225,42 +233,58 @@ fn run_checks(workspace: &Path, lesson: &Lesson, now: u64) -> ReviewChecks {
             o.target
         );
     });
-    let figures: Vec<CheckFigure> = report
-        .objectives
-        .iter()
-        .map(|o| CheckFigure {
-            objective: o.id.clone(),
-            passed: o.passed,
-            figure: o.figure.clone(),
-            target: o.target.clone(),
-            detail: o.detail.clone(),
-        })
-        .collect();
+    // The checker library leaves journaling to its callers today; should it
+    // start journaling itself, the run is not recorded twice.
     if count_checks(workspace, lesson.number) == checks_before {
-        record_check(workspace, lesson.number, &figures, now);
+        let when = UNIX_EPOCH + std::time::Duration::from_secs(now);
+        let failed = report.failed_ids();
+        if let Err(e) = append_check_journal(workspace, lesson.number, report.passed, &failed, when)
+        {
+            eprintln!("warning: could not record the check run: {e}");
+        }
     }
-    ReviewChecks::Ran(figures)
+    ReviewChecks::Ran(
+        report
+            .objectives
+            .iter()
+            .map(|o| CheckFigure {
+                objective: o.id.clone(),
+                passed: o.passed,
+                figure: o.figure.clone(),
+                target: o.target.clone(),
+                detail: o.detail.clone(),
+            })
+            .collect(),
+    )
 }
 
 fn count_checks(workspace: &Path, lesson: u32) -> usize {
     Journal::read(workspace).map_or(0, |j| j.checks(lesson).count())
 }
 
-/// Appends the run to the journal (when the checker did not record it itself).
-fn record_check(workspace: &Path, lesson: u32, figures: &[CheckFigure], now: u64) {
-    let failed: Vec<String> = figures
-        .iter()
-        .filter(|f| !f.passed)
-        .map(|f| f.objective.clone())
-        .collect();
-    let entry = JournalEntry::Check(CheckEntry {
-        lesson,
-        passed: failed.is_empty(),
-        time: now,
-        failed,
-    });
-    if let Err(e) = Journal::read(workspace).and_then(|mut j| j.append(entry)) {
-        eprintln!("warning: could not record the check run: {e}");
+/// Runs the workspace's `build` command (if any), its output on stderr.
+fn build(config: &WorkspaceConfig, workspace: &Path) -> Result<(), String> {
+    let Some(build) = config.build.as_ref().filter(|b| !b.is_empty()) else {
+        return Ok(());
+    };
+    eprintln!("Building: `{}` …", build.join(" "));
+    let output = std::process::Command::new(&build[0])
+        .args(&build[1..])
+        .current_dir(workspace)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("could not run the build command `{}`: {e}", build.join(" ")))?;
+    // Keep stdout for the answer: the build's output goes to stderr.
+    let _ = std::io::stderr().write_all(&output.stdout);
+    let _ = std::io::stderr().write_all(&output.stderr);
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the build command `{}` failed ({}); fix the build first",
+            build.join(" "),
+            output.status
+        ))
     }
 }
 
@@ -386,9 +410,15 @@ mod tests {
 
     #[test]
     fn review_without_a_command_says_the_checks_could_not_run() -> anyhow::Result<()> {
-        let ws = workspace("lang = \"python\"\n")?;
+        let ws = tempfile::tempdir()?;
         let out = run_captured(args(ws.path(), 1, &["review"]), &[])?;
-        assert!(out.contains("The checks could not run"), "{out}");
+        assert!(
+            out.contains("The checks could not run: there is no"),
+            "{out}"
+        );
+        let ws = workspace("lang = \"python\"\ncommand = [\"false\"]\nbuild = [\"false\"]\n")?;
+        let out = run_captured(args(ws.path(), 1, &["review"]), &[])?;
+        assert!(out.contains("the build command `false` failed"), "{out}");
         Ok(())
     }
 
