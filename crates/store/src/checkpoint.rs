@@ -45,11 +45,26 @@ pub struct CheckpointReport {
     pub duration: Duration,
 }
 
+/// A key and the range of its encoded state in the arena (`None` = delete).
+type PendingState = (Box<str>, Option<(usize, usize)>);
+
 /// Accumulates one atomic batch of materialized writes.
+///
+/// States, dedup ids and expiry-index entries are buffered and handed to fjall
+/// sorted by key at commit: fjall's memtable takes sorted inserts about 4×
+/// faster than the hash order an engine's dirty map comes in (measured with
+/// `examples/logbench.rs`: 100k keys in ~50 ms sorted vs ~185 ms shuffled).
 pub(crate) struct Materializer<'a> {
     inner: &'a Inner,
     batch: fjall::OwnedWriteBatch,
-    buf: Vec<u8>,
+    /// Encoded states, back to back; `states` holds ranges into it.
+    arena: Vec<u8>,
+    /// Key and encoded-state range (`None` = delete), in arrival order.
+    states: Vec<PendingState>,
+    /// Dedup key and expiry.
+    dedup: Vec<(Vec<u8>, u64)>,
+    /// Expiry index keys to insert (`true`) or remove (`false`).
+    index: Vec<(Vec<u8>, bool)>,
     /// Offsets already merged into this batch (for max-merge within it).
     offsets: HashMap<String, u64>,
     pub(crate) report: CheckpointReport,
@@ -60,7 +75,10 @@ impl<'a> Materializer<'a> {
         Self {
             inner,
             batch: inner.db.batch(),
-            buf: Vec::with_capacity(256),
+            arena: Vec::new(),
+            states: Vec::new(),
+            dedup: Vec::new(),
+            index: Vec::new(),
             offsets: HashMap::new(),
             report: CheckpointReport::default(),
         }
@@ -68,14 +86,14 @@ impl<'a> Materializer<'a> {
 
     pub(crate) fn state(&mut self, key: &str, state: Option<&KeyState>) -> Result<()> {
         check_key(key)?;
-        let inner = self.inner;
         let Some(s) = state else {
-            self.batch.remove(&inner.state, key);
+            self.states.push((key.into(), None));
             self.report.keys_deleted += 1;
             return Ok(());
         };
         if let Some(exp) = s.expires_at {
-            let old = inner
+            let old = self
+                .inner
                 .state
                 .get(key)
                 .map_err(|e| StoreError::fjall("reading a key's old expiry", e))?;
@@ -84,21 +102,21 @@ impl<'a> Materializer<'a> {
                 None => None,
             };
             if let Some(old_exp) = old_exp.filter(|&o| o != exp) {
-                self.batch.remove(
-                    &inner.expiry,
+                self.index.push((
                     keys::expiry_key(old_exp, keys::EXPIRY_STATE, key.as_bytes()),
-                );
+                    false,
+                ));
             }
-            self.batch.insert(
-                &inner.expiry,
+            self.index.push((
                 keys::expiry_key(exp, keys::EXPIRY_STATE, key.as_bytes()),
-                b"",
-            );
+                true,
+            ));
         }
-        self.buf.clear();
-        encode_state(s, &mut self.buf);
-        self.report.state_bytes += self.buf.len() as u64;
-        self.batch.insert(&inner.state, key, self.buf.as_slice());
+        let start = self.arena.len();
+        encode_state(s, &mut self.arena);
+        self.report.state_bytes += (self.arena.len() - start) as u64;
+        self.states
+            .push((key.into(), Some((start, self.arena.len()))));
         self.report.states_written += 1;
         Ok(())
     }
@@ -106,15 +124,10 @@ impl<'a> Materializer<'a> {
     pub(crate) fn dedup(&mut self, key: &str, id: &str, expires_at: u64) -> Result<()> {
         check_key(key)?;
         check_id(id)?;
-        let inner = self.inner;
         let dk = keys::dedup_key(key, id);
-        self.batch.insert(
-            &inner.expiry,
-            keys::expiry_key(expires_at, keys::EXPIRY_DEDUP, &dk),
-            b"",
-        );
-        self.batch
-            .insert(&inner.dedup, dk, expires_at.to_be_bytes());
+        self.index
+            .push((keys::expiry_key(expires_at, keys::EXPIRY_DEDUP, &dk), true));
+        self.dedup.push((dk, expires_at));
         self.report.dedup_written += 1;
         Ok(())
     }
@@ -162,10 +175,35 @@ impl<'a> Materializer<'a> {
     pub(crate) fn commit(self, fault: Fault, op: &'static str) -> Result<CheckpointReport> {
         let Self {
             inner,
-            batch,
+            mut batch,
+            arena,
+            mut states,
+            mut dedup,
+            mut index,
             report,
             ..
         } = self;
+        // Keys are unique per batch (a contract of `Checkpoint::state`), so an
+        // unstable sort is fine; the index keeps insert/remove order per key.
+        states.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (key, range) in states {
+            match range.and_then(|(a, b)| arena.get(a..b)) {
+                Some(bytes) => batch.insert(&inner.state, &*key, bytes),
+                None => batch.remove(&inner.state, &*key),
+            }
+        }
+        dedup.sort_unstable();
+        for (dk, exp) in dedup {
+            batch.insert(&inner.dedup, dk, exp.to_be_bytes());
+        }
+        index.sort_by(|a, b| a.0.cmp(&b.0));
+        for (k, insert) in index {
+            if insert {
+                batch.insert(&inner.expiry, k, b"");
+            } else {
+                batch.remove(&inner.expiry, k);
+            }
+        }
         inner.write(fault, op, || batch.commit())?;
         Ok(report)
     }

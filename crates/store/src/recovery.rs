@@ -4,7 +4,8 @@
 //! - Records of a shard are applied in seq order (the log key is
 //!   shard BE ++ seq BE, so iteration order is replay order) and only those
 //!   above the shard's checkpoint; records at or below it are deleted unread.
-//! - Each chunk (about `recovery_chunk` changes) is one atomic batch that
+//! - Each chunk (at most about `recovery_chunk` distinct keys, dedup ids and
+//!   log records, so its memory is bounded) is one atomic batch that
 //!   writes the coalesced after-images, advances `ckpt/<shard>` to the last
 //!   record in the chunk and deletes the chunk's records — i.e. it *is* a
 //!   checkpoint. A crash mid-recovery leaves a shorter log and a later
@@ -28,10 +29,8 @@ use crate::{
     state::KeyState,
     store::{Inner, StoreOptions},
 };
-use std::{
-    collections::{BTreeMap, HashMap},
-    time::Duration,
-};
+use rustc_hash::FxHashMap as HashMap;
+use std::{collections::BTreeMap, time::Duration};
 
 /// What [`Store::open`](crate::Store::open) found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,7 +66,6 @@ struct Chunk {
     seqs: Vec<u64>,
     /// The highest replayed seq in the chunk (the new checkpoint), if any.
     last_replayed: Option<u64>,
-    changes: usize,
 }
 
 impl Chunk {
@@ -107,7 +105,7 @@ pub(crate) fn recover(
     options: &StoreOptions,
     synced: &BTreeMap<u16, u64>,
 ) -> Result<RecoveryReport> {
-    let chunk_changes = options.recovery_chunk.max(1);
+    let chunk_limit = options.recovery_chunk.max(1);
     let fj = |op| move |e| StoreError::fjall(op, e);
     let mut report = RecoveryReport::default();
 
@@ -193,7 +191,6 @@ pub(crate) fn recover(
             report.records_replayed += 1;
             report.changes_applied += rec.changes.len() as u64;
             report.dedup_applied += rec.dedup.len() as u64;
-            chunk.changes += rec.changes.len() + rec.dedup.len() + rec.offsets.len();
             for (key, state) in rec.changes {
                 chunk.states.insert(key, state);
             }
@@ -207,7 +204,7 @@ pub(crate) fn recover(
             }
             chunk.last_replayed = Some(seq);
         }
-        if chunk.changes + chunk.seqs.len() >= chunk_changes {
+        if chunk.states.len() + chunk.dedup.len() + chunk.seqs.len() >= chunk_limit {
             chunk.flush(inner, shard, ckpt)?;
         }
     }
@@ -223,4 +220,102 @@ pub(crate) fn recover(
     report.checkpoints = ckpts;
     report.next_seq = hwm.saturating_add(1);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{KeyState, LogRecord, Store, StoreOptions, keys};
+
+    fn rec(seq: u64, key: &str) -> LogRecord {
+        LogRecord {
+            shard: 0,
+            seq,
+            changes: vec![(
+                key.to_owned(),
+                Some(KeyState {
+                    value: seq.into(),
+                    version: seq,
+                    updated_at: 0,
+                    expires_at: None,
+                }),
+            )],
+            dedup: vec![],
+            offsets: vec![("src".into(), seq)],
+        }
+    }
+
+    #[test]
+    fn records_at_or_below_the_checkpoint_are_deleted_unread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path(), StoreOptions::default()).expect("open");
+        for seq in 1..=5 {
+            store.append(&rec(seq, &format!("k{seq}"))).expect("append");
+        }
+        // A checkpoint position at 3 whose log deletions never happened.
+        store
+            .inner
+            .meta
+            .insert(keys::ckpt_key(0), 3u64.to_be_bytes())
+            .expect("meta");
+        // Corrupt record 2: it must not even be read.
+        store
+            .inner
+            .log
+            .insert(keys::log_key(0, 2), b"garbage")
+            .expect("log");
+        store.sync().expect("sync");
+        drop(store);
+
+        let (store, report) = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
+        assert_eq!((report.records_discarded, report.records_replayed), (3, 2));
+        assert_eq!(report.checkpoints.get(&0), Some(&5));
+        assert!(store.get("k3").expect("get").is_none());
+        assert!(store.get("k4").expect("get").is_some());
+        assert_eq!(store.offset("src").expect("offset"), Some(5));
+        assert_eq!(
+            store.inner.log.iter().count(),
+            0,
+            "the log is empty after open"
+        );
+    }
+
+    #[test]
+    fn small_recovery_chunks_give_the_same_state() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let a = root.path().join("a");
+        let (store, _) = Store::open(&a, StoreOptions::default()).expect("open");
+        for seq in 1..=40 {
+            // Keys repeat across records, so coalescing matters.
+            store
+                .append(&rec(seq, &format!("k{}", seq % 7)))
+                .expect("append");
+        }
+        drop(store);
+        let b = root.path().join("b");
+        std::fs::create_dir(&b).expect("mkdir");
+        for e in std::fs::read_dir(&a).expect("ls") {
+            let e = e.expect("entry");
+            copy(&e.path(), &b.join(e.file_name()));
+        }
+        let (big, rb) = Store::open(&a, StoreOptions::default()).expect("a");
+        let (small, rs) = Store::open(&b, StoreOptions::default().recovery_chunk(3)).expect("b");
+        assert_eq!(rb.records_replayed, 40);
+        assert_eq!(rs.records_replayed, 40);
+        let all = |s: &Store| s.scan("", None, 100, None).expect("scan");
+        assert_eq!(all(&big), all(&small));
+        assert_eq!(all(&big).len(), 7);
+        assert_eq!(big.get("k5").expect("get").map(|s| s.version), Some(40));
+    }
+
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        if from.is_dir() {
+            std::fs::create_dir_all(to).expect("mkdir");
+            for e in std::fs::read_dir(from).expect("ls") {
+                let e = e.expect("entry");
+                copy(&e.path(), &to.join(e.file_name()));
+            }
+        } else {
+            std::fs::copy(from, to).expect("copy");
+        }
+    }
 }

@@ -56,8 +56,9 @@ pub struct StoreOptions {
     /// Upper bound of fjall's journal size before it forces memtable flushes
     /// (default fjall's 512 MiB; at least 64 MiB).
     pub max_journal_bytes: Option<u64>,
-    /// Recovery writes replayed changes in atomic batches of about this many
-    /// changes (default 100,000), bounding its memory.
+    /// Recovery coalesces replayed changes and writes them in atomic batches
+    /// of at most about this many distinct keys (default 250,000, roughly
+    /// 40 MB of memory for counters); a larger value coalesces more.
     pub recovery_chunk: usize,
     /// Open even if synced log records are missing (see
     /// [`StoreError::SyncedRecordsMissing`]); the loss is logged as an error.
@@ -72,7 +73,7 @@ impl Default for StoreOptions {
             worker_threads: None,
             journal_compression: false,
             max_journal_bytes: None,
-            recovery_chunk: 100_000,
+            recovery_chunk: 250_000,
             accept_lost_records: false,
         }
     }
@@ -111,8 +112,8 @@ impl StoreOptions {
     }
     /// Sets [`recovery_chunk`](Self::recovery_chunk) (at least 1).
     #[must_use]
-    pub fn recovery_chunk(mut self, changes: usize) -> Self {
-        self.recovery_chunk = changes.max(1);
+    pub fn recovery_chunk(mut self, keys: usize) -> Self {
+        self.recovery_chunk = keys.max(1);
         self
     }
 }
