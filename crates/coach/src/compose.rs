@@ -133,7 +133,7 @@ fn guide(s: &Situation<'_>, book: &Playbook, given: &mut Vec<String>) -> Vec<Sec
     }
     for fig in s.checks.figures().iter().filter(|f| !f.passed) {
         gap.push_str(&format!(
-            "\n\nObjective `{}` is not met yet: measured {}, target {}.",
+            "\n\n- Objective `{}` is not met yet: measured {}, target {}.",
             fig.objective, fig.figure, fig.target
         ));
         if let Some(detail) = fig
@@ -488,29 +488,29 @@ fn discovery(s: &Situation<'_>, book: &Playbook, given: &mut Vec<String>) -> Vec
     let mut sections = Vec::new();
 
     let mut found = book.discovery.acknowledge.clone();
+    let figures = s.checks.figures();
     let objectives: Vec<String> = fixed
         .iter()
-        .map(|id| match s.lesson.objective(id) {
-            Some(o) if !o.text.is_empty() => format!("`{id}` — {}", o.text),
-            _ => format!("`{id}`"),
+        .map(|id| {
+            let mut line = format!("- `{id}`");
+            if let Some(o) = s.lesson.objective(id).filter(|o| !o.text.is_empty()) {
+                line.push_str(&format!(" — {}", o.text.trim_end_matches('.')));
+            }
+            if let Some(fig) = figures.iter().find(|f| &f.objective == id) {
+                line.push_str(&format!(
+                    ": measured {} (target {})",
+                    fig.figure, fig.target
+                ));
+            }
+            line
         })
         .collect();
     if !objectives.is_empty() {
-        found.push_str(&format!("\n\nNow passing: {}.", objectives.join("; ")));
-    }
-    for fig in s
-        .checks
-        .figures()
-        .iter()
-        .filter(|c| fixed.contains(&c.objective))
-    {
-        found.push_str(&format!(
-            "\n\n`{}` measured {} (target {}).",
-            fig.objective, fig.figure, fig.target
-        ));
+        found.push_str("\n\nNow passing:\n\n");
+        found.push_str(&objectives.join("\n"));
     }
     found.push_str(&format!(
-        "\n\nWhat you discovered is **{}**: the idea section \"{}\" of lesson {} teaches.",
+        "\n\nWhat you discovered is **{}** — the idea of section \"{}\" in lesson {}.",
         s.concept.title, s.concept.section, s.lesson.number
     ));
     sections.push(section(Part::Discovery, "What you discovered", found));
