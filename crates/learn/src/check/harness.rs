@@ -866,6 +866,11 @@ impl Harness {
         let hint = if self.stdout_lines == 0 {
             "; nothing at all on stdout yet: does the program flush stdout after each reply?"
                 .to_string()
+        } else if let Some(last) = self.errors.last() {
+            format!(
+                "; the program's last {{\"error\"}} line said: {}",
+                shorten(last)
+            )
         } else {
             String::new()
         };

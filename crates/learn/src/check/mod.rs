@@ -343,6 +343,16 @@ fn grade(ctx: &mut Ctx<'_>, objective: &ObjectiveRef) -> ObjectiveOutcome {
             )),
         };
     };
+    if let Some(reason) = &ctx.cannot_start {
+        return ObjectiveOutcome {
+            id: objective.id.clone(),
+            check: objective.check.clone(),
+            passed: false,
+            figure: "not graded".into(),
+            target: spec.target.to_string(),
+            detail: Some(format!("the program could not start: {reason}")),
+        };
+    }
     let measured = match spec.id {
         "protocol" => basics::protocol(ctx),
         "final_state" => basics::final_state(ctx),
@@ -373,7 +383,13 @@ fn grade(ctx: &mut Ctx<'_>, objective: &ObjectiveRef) -> ObjectiveOutcome {
     };
     let (passed, figure, detail) = match measured {
         Ok(v) => (v.passed, v.figure, v.detail),
-        Err(CheckFailure::Harness(e)) => (false, e.short().to_string(), Some(e.to_string())),
+        Err(CheckFailure::Harness(e)) => {
+            if let HarnessError::Spawn { .. } = e {
+                // Every later scenario would fail the same way: say it once.
+                ctx.cannot_start = Some(e.to_string());
+            }
+            (false, e.short().to_string(), Some(e.to_string()))
+        }
         Err(CheckFailure::Internal(msg)) => (false, "not graded".into(), Some(msg)),
     };
     ObjectiveOutcome {
@@ -463,6 +479,8 @@ pub(crate) struct Ctx<'a> {
     opts: &'a CheckOptions,
     scratch: Scratch,
     dirs: usize,
+    /// Set once the program failed to start; later objectives are not graded.
+    cannot_start: Option<String>,
     /// Lesson 3's overload run.
     pub overload: Shared<backpressure::OverloadRun>,
     /// Lesson 6's observed run.
@@ -479,6 +497,7 @@ impl<'a> Ctx<'a> {
             opts,
             scratch: Scratch::new(),
             dirs: 0,
+            cannot_start: None,
             overload: None,
             observed: None,
             step: None,
