@@ -33,8 +33,9 @@ pub enum LessonsCommand {
     List(ListArgs),
     /// Show lesson N: its objectives, then the lesson itself.
     Show(ShowArgs),
-    // `Init(InitArgs)` goes here: `statecraft lessons init DIR --lang python|rust`
-    // (the starter workspace; owned by `statecraft_learn::workspace`).
+    /// Lay down a starter workspace: a program that speaks the pipe protocol,
+    /// with the interesting parts left as gaps.
+    Init(InitArgs),
 }
 
 /// Which workspace to read: its `lessons/` (a teacher's edits win over the
@@ -68,7 +69,7 @@ pub fn run(cmd: LessonsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         LessonsCommand::List(args) => list(&args),
         LessonsCommand::Show(args) => show(&args),
-        // LessonsCommand::Init(args) => init(args),
+        LessonsCommand::Init(args) => init(&args),
     }
 }
 
@@ -335,4 +336,36 @@ mod tests {
         );
         assert_eq!(body_without_title("# Only"), "");
     }
+}
+
+/// Arguments of `statecraft lessons init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// The directory to create (or an empty one).
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// The language of the starter program: python (asyncio) or rust (tokio).
+    #[arg(long, value_name = "LANG", default_value = "python")]
+    lang: String,
+    /// Write the starter files into a non-empty directory (overwrites only them).
+    #[arg(long)]
+    force: bool,
+}
+
+/// `statecraft lessons init DIR --lang python|rust` (statecraft_learn::workspace).
+fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
+    let lang: statecraft_learn::workspace::Lang = args.lang.parse()?;
+    let report = statecraft_learn::workspace::init(&args.dir, lang, args.force)?;
+    let dir = report.dir.display();
+    print_out(&format!(
+        "created a {lang} workspace in {dir} ({} files)
+
+next:
+  cd {dir}
+  statecraft lessons show 1
+  statecraft check 1
+  statecraft coach 1 \"where do I start?\"\n",
+        report.files.len()
+    ))?;
+    Ok(ExitCode::SUCCESS)
 }
