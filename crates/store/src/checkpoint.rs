@@ -212,7 +212,8 @@ impl<'a> Materializer<'a> {
 /// A checkpoint being built: add the shard's coalesced dirty keys, dedup ids
 /// and offsets, then [`commit`](Self::commit). Holds the store's materialize
 /// lock (checkpoints and sweeps run one at a time; appends and reads go on).
-/// Dropping it without committing writes nothing.
+/// Dropping it without committing writes nothing. Not `Send` (it holds a
+/// lock guard): build and commit it on one thread.
 pub struct Checkpoint<'s> {
     shard: u16,
     upto_seq: u64,

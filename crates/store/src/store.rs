@@ -196,6 +196,8 @@ impl Inner {
 }
 
 /// Statecraft's embedded store. Cheap to clone (one `Arc`); `Send + Sync`.
+/// All methods block on disk I/O: call them from dedicated threads or
+/// `spawn_blocking`, not from async tasks.
 ///
 /// See the [crate docs](crate) for the layout and the protocol
 /// (append → sync → ack; checkpoint in the background; recovery on open).
@@ -443,6 +445,21 @@ impl Store {
         Ok(())
     }
 
+    /// Syncs the journal with `fsync` (data and metadata) and closes this
+    /// handle — the end of a graceful shutdown. Other clones stay open; the
+    /// database closes when the last one goes. Unlike dropping, reports a
+    /// failure.
+    ///
+    /// # Errors
+    ///
+    /// As [`sync`](Self::sync).
+    pub fn close(self) -> Result<()> {
+        self.inner
+            .write(Fault::Sync, "syncing the journal at close", || {
+                self.inner.db.persist(PersistMode::SyncAll)
+            })
+    }
+
     /// The first failure's message if the store is poisoned.
     #[must_use]
     pub fn poisoned(&self) -> Option<String> {
@@ -567,8 +584,10 @@ impl Store {
         self.inner.shards().get(&shard).map_or(0, |s| s.ckpt)
     }
 
-    /// Approximate number of materialized keys (expired ones included until
-    /// swept). Cheap: from fjall's table metadata, not a scan.
+    /// Approximate number of materialized keys. Cheap (fjall's table
+    /// metadata, not a scan), but it counts entries, not keys: expired keys
+    /// until swept, and older versions and deletions until compaction has
+    /// merged them, so it overestimates after heavy rewriting.
     #[must_use]
     pub fn approx_len(&self) -> usize {
         self.inner.state.approximate_len()
@@ -632,5 +651,14 @@ fn in_key(e: StoreError, key: &str) -> StoreError {
             what: format!("state of key {key:?}: {what}"),
         },
         e => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn store_is_send_and_sync() {
+        fn assert<T: Send + Sync + Clone>() {}
+        assert::<super::Store>();
     }
 }
