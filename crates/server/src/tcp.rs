@@ -47,6 +47,9 @@ use crate::shutdown::{Shutdown, TaskGuard};
 /// How long a refused or failed connection gets to read its ERROR frame.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long a closing connection keeps discarding what the client sends.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Flush the writer's buffer once it holds this much, even with more queued.
 const WRITE_CHUNK: usize = 256 << 10;
 
@@ -124,6 +127,24 @@ async fn farewell(mut stream: TcpStream, err: ErrorFrame) {
     .await;
 }
 
+/// A lingering close: after our FIN, read and discard what the client still
+/// sends, until it closes or [`LINGER_TIMEOUT`] passes. Closing a socket with
+/// unread bytes in its receive buffer sends a TCP reset, which can destroy
+/// the last ACKs and the final ERROR before the client reads them.
+async fn linger(mut rd: tokio::net::tcp::OwnedReadHalf) {
+    use tokio::io::AsyncReadExt;
+    let mut scratch = vec![0u8; 16 << 10];
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, async {
+        loop {
+            match rd.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
+
 /// What the reader hands the writer, in frame order.
 enum Outgoing {
     /// The handshake answer.
@@ -185,7 +206,7 @@ impl Connection {
         // Closing the channel tells the writer to finish and close.
         drop(out_tx);
         let _ = writer.await;
-        drop(frames);
+        linger(frames.into_inner()).await;
     }
 
     async fn read_loop(
@@ -355,8 +376,9 @@ impl Connection {
     }
 }
 
-/// Answers the reader's items in order; flushes when nothing more is ready
-/// or the buffer is large. Ends when the reader closes the channel (after
+/// Answers the reader's items in order; flushes when nothing more is queued,
+/// when the next frame's results are not ready yet, or when the buffer is
+/// large. Ends when the reader closes the channel (after
 /// answering everything queued) or the socket fails.
 async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, shared: Arc<Shared>) {
     let mut buf = BytesMut::with_capacity(64 << 10);
@@ -364,7 +386,21 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, sh
         match item {
             Outgoing::HelloOk(ok) => protocol::put_json_frame(&mut buf, frame_type::HELLO_OK, &ok),
             Outgoing::Ticket { seq, ticket } => {
-                let results = ticket.wait().await;
+                // Flush what is buffered before waiting: an ACK must not sit
+                // in our buffer while we wait for a later frame's results.
+                let mut results = std::pin::pin!(ticket.wait());
+                let results = match futures::poll!(results.as_mut()) {
+                    std::task::Poll::Ready(r) => r,
+                    std::task::Poll::Pending => {
+                        if !buf.is_empty() {
+                            if wr.write_all(&buf).await.is_err() {
+                                return;
+                            }
+                            buf.clear();
+                        }
+                        results.await
+                    }
+                };
                 protocol::put_ack_frame(&mut buf, seq, &results);
                 shared.counters.tcp_frames.fetch_add(1, Ordering::Relaxed);
             }
