@@ -466,9 +466,9 @@ async fn write_answers(
                 write_value(&mut w, &answer)?;
             }
         }
-        if rx.is_empty() {
-            w.flush()?;
-        }
+        // Answers go out as soon as they are known: an ack is only useful
+        // to the producer once it reads it.
+        w.flush()?;
     }
     w.flush()?;
     Ok(())
