@@ -343,7 +343,14 @@ fn questions(s: &Situation<'_>, book: &Playbook, f: &Fill<'_>) -> Vec<String> {
         QuestionKind::Review => &book.review.questions,
         k => book.kind(k).map(|p| p.questions.as_slice()).unwrap_or(&[]),
     };
+    let progressing = matches!(s.calibration.reason, Reason::Progress { .. });
     match s.calibration.level {
+        // Making progress: more questions, the same light help.
+        Level::Gentle if progressing => {
+            for q in cq {
+                add(q.clone(), &mut out);
+            }
+        }
         Level::Gentle => {
             for i in 0..cq.len().min(2) {
                 add(cq[(turn + i) % cq.len()].clone(), &mut out);

@@ -1,14 +1,21 @@
 //! Which concept of the lesson a question is about.
 //!
-//! Scores every concept from evidence: cue words in the question (3 each), error
-//! fragments in the question (5 each; a fragment contained in a longer matched
-//! fragment of another concept does not count — the most specific message wins), words of its title or id (2 each),
-//! failing objectives that name it (4 in a review, 2 otherwise), cue words in
-//! the reviewed code (1 each, at most 3). The highest score wins; ties go to the
-//! concept coached last on this lesson, then to lesson order. With no evidence
-//! at all: the concept coached last, else the lesson's first concept.
-//! Invariant: deterministic, and every choice carries the evidence that made it
-//! (shown in `--json` sources), so a wrong guess can be traced.
+//! Scores every concept from evidence:
+//! - cue words in the question: 3 each;
+//! - error fragments in the question: 5 each (a fragment contained in a longer
+//!   matched fragment of another concept does not count — the most specific
+//!   message wins);
+//! - words of its title or id in the question: 2 each;
+//! - failing objectives that name it: 4 in a review, 2 otherwise;
+//! - the question's words in the concept's section prose, questions and hints:
+//!   1 each, at most 3;
+//! - cue words in the reviewed code: 1 each, at most 3.
+//!
+//! The highest score wins; ties go to the concept coached last on this lesson,
+//! then to lesson order. With no evidence at all: the concept coached last, else
+//! the lesson's first concept. Invariant: deterministic, and every choice
+//! carries the evidence that made it (shown in `--json` sources), so a wrong
+//! guess can be traced.
 
 use crate::material::{ConceptMaterial, LessonMaterial};
 use crate::words;
@@ -150,6 +157,26 @@ fn score(
             score += if input.review { 4 } else { 2 };
             evidence.push(format!("objective `{id}` is failing"));
         }
+    }
+    // Weak evidence: the question's own words in the concept's teaching text
+    // (its section's prose, questions and hints) — 1 each, at most 3.
+    let teaching = words::tokens(&format!(
+        "{} {} {}",
+        concept.section_text.as_deref().unwrap_or(""),
+        concept.questions.join(" "),
+        concept.hints.join(" ")
+    ));
+    let shared: Vec<String> = words::content_words(input.question)
+        .into_iter()
+        .filter(|w| w.len() > 3 && teaching.contains(w))
+        .take(3)
+        .collect();
+    if !shared.is_empty() {
+        score += shared.len();
+        evidence.push(format!(
+            "words of the lesson's text in the question: {}",
+            shared.join(", ")
+        ));
     }
     let code_hits = concept
         .cues

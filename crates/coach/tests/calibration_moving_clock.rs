@@ -135,3 +135,42 @@ fn different_concepts_are_calibrated_separately() -> TestResult {
     assert_eq!(back.level, Level::Direct);
     Ok(())
 }
+
+#[test]
+fn progress_asks_more_and_tells_less() -> TestResult {
+    use std::io::Write;
+    let ws = workspace("python")?;
+    let journal = ws.path().join(".statecraft/journal.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&journal)?;
+    writeln!(
+        f,
+        r#"{{"kind":"check","lesson":42,"passed":false,"time":{},"failed":["final_state","deadline"]}}"#,
+        T0 - 10
+    )?;
+    drop(f);
+    ask_at(ws.path(), QUESTION, T0)?;
+    let mut f = std::fs::OpenOptions::new().append(true).open(&journal)?;
+    writeln!(
+        f,
+        r#"{{"kind":"check","lesson":42,"passed":false,"time":{},"failed":["final_state"]}}"#,
+        T0 + 600
+    )?;
+    drop(f);
+    let a = ask_at(ws.path(), QUESTION, T0 + 700)?;
+    assert_eq!(a.level, Level::Gentle);
+    let questions = a.section(Part::Questions).map_or(0, |s| s.items.len());
+    assert!(
+        questions >= 3,
+        "more questions when progressing: {questions}"
+    );
+    assert!(hint(&a).contains("FIXTURE-HINT-1"), "still the gentle hint");
+    let ack = a
+        .section(Part::Acknowledge)
+        .map(|s| s.body.clone())
+        .unwrap_or_default();
+    assert!(ack.contains("fewer objectives fail"), "{ack}");
+    Ok(())
+}

@@ -27,10 +27,17 @@ use statecraft_learn::workspace::{
 
 /// Arguments of `statecraft coach`.
 #[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Examples:\n  statecraft coach 1 \"why do I lose increments with two workers?\"\n  \
-                        statecraft coach 2 review\n  statecraft coach 1 --history"
-)]
+#[command(after_help = "Examples:
+  statecraft coach 1 \"why do I lose increments with two workers?\"
+  statecraft coach 2 review
+  statecraft coach 1 --history
+
+Offline by default. An LLM coach answers when one is configured, in the
+environment (STATECRAFT_LLM_URL, STATECRAFT_LLM_MODEL, STATECRAFT_LLM_API_KEY,
+STATECRAFT_LLM_PROVIDER=openai|anthropic, STATECRAFT_LLM_TIMEOUT_SECS,
+STATECRAFT_LLM_CONNECT_TIMEOUT_SECS) or in an [llm] table of
+<workspace>/.statecraft/config.toml or ~/.config/statecraft/config.toml.
+Any LLM failure falls back to the offline coach, and says so in one line.")]
 pub struct CoachArgs {
     /// The lesson number.
     pub lesson: u32,
@@ -464,6 +471,70 @@ mod tests {
         let mut offline = args(ws.path(), 1, &["what", "is", "a", "version?"]);
         offline.offline = true;
         assert!(!run_captured(offline, &env)?.contains("LLM coach unavailable"));
+        Ok(())
+    }
+
+    /// A one-shot OpenAI-compatible server on 127.0.0.1:0 (std only): reads one
+    /// request, answers with `sse`, returns the request text through the handle.
+    fn one_shot_llm(sse: String) -> anyhow::Result<(String, std::thread::JoinHandle<String>)> {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let handle = std::thread::spawn(move || {
+            let Ok((stream, _)) = listener.accept() else {
+                return String::new();
+            };
+            let mut reader = BufReader::new(stream);
+            let mut head = String::new();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n{sse}"
+            );
+            head + &String::from_utf8_lossy(&body)
+        });
+        Ok((url, handle))
+    }
+
+    #[test]
+    fn a_configured_llm_streams_the_answer_and_is_journaled() -> anyhow::Result<()> {
+        let ws = workspace("lang = \"python\"\ncommand = [\"python3\", \"main.py\"]\n")?;
+        let piece = serde_json::json!({"choices": [{"delta": {"content": "## The gap\n\nOwnership, not locks.\n"}}]});
+        let (url, server) = one_shot_llm(format!("data: {piece}\n\ndata: [DONE]\n\n"))?;
+        let env = [
+            ("STATECRAFT_LLM_URL", url.as_str()),
+            ("STATECRAFT_LLM_MODEL", "mock"),
+            ("STATECRAFT_LLM_TIMEOUT_SECS", "10"),
+        ];
+        let out = run_captured(args(ws.path(), 1, &["why", "a", "single", "writer?"]), &env)?;
+        assert_eq!(out, "## The gap\n\nOwnership, not locks.\n");
+        let request = server
+            .join()
+            .map_err(|_| anyhow::anyhow!("server thread"))?;
+        assert!(
+            request.starts_with("POST /v1/chat/completions"),
+            "{request}"
+        );
+        assert!(request.contains("Calibration level: 1"), "{request}");
+        assert!(
+            request.contains("You are the Statecraft coach"),
+            "{request}"
+        );
+        let journal = std::fs::read_to_string(ws.path().join(".statecraft/journal.jsonl"))?;
+        assert!(journal.contains("\"source\":\"llm\""), "{journal}");
         Ok(())
     }
 }

@@ -17,6 +17,12 @@ pub mod guard;
 pub mod prompt;
 pub mod sse;
 
+use std::io::Write;
+
+use crate::answer::sections_from_markdown;
+use crate::render::{Style, render};
+use crate::session::Session;
+
 pub use client::{LlmAnswer, stream_answer};
 pub use config::{LlmConfig, Provider};
 pub use prompt::Prompt;
@@ -65,12 +71,6 @@ impl LlmError {
     }
 }
 
-use std::io::Write;
-
-use crate::answer::sections_from_markdown;
-use crate::render::{Style, render};
-use crate::session::Session;
-
 /// Which engine answered a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answered {
@@ -97,14 +97,7 @@ pub async fn answer_with_fallback(
                 out.write_all(b"\n")?;
             }
             out.flush()?;
-            session.answer.sections = sections_from_markdown(&answer.text);
-            session.answer.engine = "llm";
-            let mut given = session.answer.given.clone();
-            given.push(format!(
-                "llm:held={},revised={},pattern={}",
-                answer.held, answer.revised, answer.replaced_by_pattern
-            ));
-            session.answer.given = given;
+            adopt(session, &answer);
             Ok(Answered::Llm)
         }
         Err(LlmError::Output(e)) => Err(e),
@@ -128,8 +121,7 @@ pub async fn answer_quietly(session: &mut Session, cfg: &LlmConfig) -> Answered 
     let prompt = Prompt::from_session(session);
     match stream_answer(cfg, &prompt, Style::Plain, &mut sink).await {
         Ok(answer) => {
-            session.answer.sections = sections_from_markdown(&answer.text);
-            session.answer.engine = "llm";
+            adopt(session, &answer);
             Answered::Llm
         }
         Err(e) => {
@@ -137,4 +129,14 @@ pub async fn answer_quietly(session: &mut Session, cfg: &LlmConfig) -> Answered 
             Answered::OfflineFallback
         }
     }
+}
+
+/// Makes the session's answer describe what the model gave.
+fn adopt(session: &mut Session, answer: &LlmAnswer) {
+    session.answer.sections = sections_from_markdown(&answer.text);
+    session.answer.engine = "llm";
+    session.answer.given.push(format!(
+        "llm:held={},revised={},pattern={}",
+        answer.held, answer.revised, answer.replaced_by_pattern
+    ));
 }
