@@ -183,17 +183,27 @@ impl<'a> Materializer<'a> {
             report,
             ..
         } = self;
-        // Keys are unique per batch (a contract of `Checkpoint::state`), so an
-        // unstable sort is fine; the index keeps insert/remove order per key.
-        states.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (key, range) in states {
+        // Stable sort, then keep the last of equal keys: a key given twice
+        // (against `Checkpoint::state`'s contract) still has a defined result
+        // — the later state — instead of two writes at one fjall seqno.
+        states.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut states = states.into_iter().peekable();
+        while let Some((key, range)) = states.next() {
+            if states.peek().is_some_and(|next| next.0 == key) {
+                continue;
+            }
             match range.and_then(|(a, b)| arena.get(a..b)) {
                 Some(bytes) => batch.insert(&inner.state, &*key, bytes),
                 None => batch.remove(&inner.state, &*key),
             }
         }
         dedup.sort_unstable();
-        for (dk, exp) in dedup {
+        let mut dedup = dedup.into_iter().peekable();
+        while let Some((dk, exp)) = dedup.next() {
+            // The same id twice: keep the latest expiry (sorted last).
+            if dedup.peek().is_some_and(|next| next.0 == dk) {
+                continue;
+            }
             batch.insert(&inner.dedup, dk, exp.to_be_bytes());
         }
         index.sort_by(|a, b| a.0.cmp(&b.0));
@@ -224,7 +234,7 @@ pub struct Checkpoint<'s> {
 
 impl Checkpoint<'_> {
     /// Materializes `key`'s state after seq `upto_seq` (`None` = deleted).
-    /// Each key at most once per checkpoint.
+    /// Give each key once; if a key comes twice, the later state wins.
     ///
     /// # Errors
     ///

@@ -129,3 +129,46 @@ fn over_long_keys_and_ids_are_refused_before_writing() {
     assert!(store.poisoned().is_none());
     assert_eq!(store.get(&long).unwrap(), None);
 }
+
+#[test]
+fn a_key_given_twice_in_one_checkpoint_ends_at_the_later_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ids = [
+        DedupEntry {
+            key: "k".into(),
+            id: "i".into(),
+            expires_at: 9,
+        },
+        DedupEntry {
+            key: "k".into(),
+            id: "i".into(),
+            expires_at: 5,
+        },
+    ];
+    store
+        .checkpoint(
+            0,
+            0,
+            [
+                ("a", Some(st(1, 1))),
+                ("b", Some(st(1, 1))),
+                ("a", Some(st(2, 2))),
+            ],
+            &ids,
+            [] as [(&str, u64); 0],
+        )
+        .unwrap();
+    assert_eq!(store.get("a").unwrap(), Some(st(2, 2)));
+    assert_eq!(store.dedup_get("k", "i").unwrap(), Some(9));
+    store
+        .checkpoint(
+            0,
+            0,
+            [("a", None), ("a", Some(st(3, 3)))],
+            [] as [DedupEntry; 0],
+            [] as [(&str, u64); 0],
+        )
+        .unwrap();
+    assert_eq!(store.get("a").unwrap(), Some(st(3, 3)));
+}
