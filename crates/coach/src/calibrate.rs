@@ -3,9 +3,10 @@
 //! Inputs are the journal, the clock, the concept and a few signals; the output
 //! is a [`Calibration`]: guide at level 1, 2 or 3, or the discovery answer.
 //! The rules, first match wins:
-//! 1. **Discovery** — the lesson's latest check passed, an earlier one failed
-//!    (or this is a review and everything passes), and no discovery answer has
-//!    been given since that check.
+//! 1. **Discovery** — the lesson's latest check passed, recently (within
+//!    [`EPISODE_GAP_SECS`]), an earlier one failed (or this is a review and
+//!    everything passes), and no discovery answer has been given since that
+//!    check.
 //! 2. **Level 3** — a misconception stated in the question; or signs of random
 //!    changes: [`RANDOM_ASKS`] or more asks on the concept within
 //!    [`RANDOM_WINDOW_SECS`], or [`RANDOM_FILES`] or more files changed since the
@@ -170,7 +171,7 @@ pub fn calibrate(
         earlier_asks: episode.len(),
     };
 
-    if let Some(fixed) = discovery(&coaching, &checks, lesson, signals.review_all_pass) {
+    if let Some(fixed) = discovery(&coaching, &checks, lesson, now, signals.review_all_pass) {
         let level = episode.iter().map(|e| e.level).max().unwrap_or(1);
         let level = match level {
             0 | 1 => Level::Gentle,
@@ -268,10 +269,13 @@ fn discovery(
     coaching: &[&CoachEntry],
     checks: &[&CheckEntry],
     lesson: &LessonMaterial,
+    now: u64,
     review_all_pass: bool,
 ) -> Option<Vec<String>> {
     let latest = checks.last()?;
-    if !latest.passed {
+    // "Now passes": the passing run is recent (or is this very review).
+    let recent = now.saturating_sub(latest.time) <= EPISODE_GAP_SECS;
+    if !latest.passed || !(recent || review_all_pass) {
         return None;
     }
     let celebrated = coaching
@@ -417,6 +421,9 @@ mod tests {
             celebrated.push(JournalEntry::Coach(e));
         }
         assert_eq!(cal(celebrated, T + 800, &s).mode, Mode::Guide);
+        // A pass long ago is not news.
+        let old = vec![check(T, &["final_state"]), check(T + 600, &[])];
+        assert_eq!(cal(old, T + 86_400, &s).mode, Mode::Guide);
     }
 
     #[test]
