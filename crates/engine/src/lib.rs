@@ -63,3 +63,8 @@ pub use persist::DurabilityStats;
 pub use queue::{OverflowPolicy, ShardQueue};
 pub use shard::Source;
 pub use stats::EngineStats;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
