@@ -481,7 +481,11 @@ fn code_section(s: &Situation<'_>) -> Option<Section> {
         };
         body.push_str(&format!("```{fence}\n{}\n```\n", ex.lines.join("\n")));
     }
-    Some(section(Part::Code, "What I looked at", body))
+    Some(section(
+        Part::Code,
+        "What I looked at",
+        body.trim_start().to_string(),
+    ))
 }
 
 fn discovery(s: &Situation<'_>, book: &Playbook, given: &mut Vec<String>) -> Vec<Section> {
