@@ -112,12 +112,12 @@ pub(crate) fn recover(
     let mut ckpts = BTreeMap::new();
     for guard in inner.meta.prefix(keys::META_CKPT) {
         let (k, v) = guard.into_inner().map_err(fj("reading checkpoints"))?;
-        let shard: [u8; 2] =
-            k[keys::META_CKPT.len()..]
-                .try_into()
-                .map_err(|_| StoreError::Corrupt {
-                    what: format!("meta checkpoint key {k:?}"),
-                })?;
+        let shard: [u8; 2] = k
+            .get(keys::META_CKPT.len()..)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| StoreError::Corrupt {
+                what: format!("meta checkpoint key {k:?}"),
+            })?;
         ckpts.insert(
             u16::from_be_bytes(shard),
             keys::u64_value(&v, "checkpoint")?,
