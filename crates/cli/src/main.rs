@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: HTTP API and TCP ingest over the engine.
-    Serve(statecraft_server::ServeArgs),
+    Serve(Box<statecraft_server::ServeArgs>),
     /// Speak the lesson pipe protocol on stdin/stdout with the real engine.
     Pipe(cmd::pipe::PipeArgs),
     /// The learning path: list, show, init.
@@ -37,7 +37,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Serve(args) => cmd::serve::run(args),
+        Command::Serve(args) => cmd::serve::run(*args),
         Command::Pipe(args) => cmd::pipe::run(args),
         Command::Lessons(args) => cmd::lessons::run(args),
         Command::Check(args) => cmd::check::run(args),

@@ -23,7 +23,15 @@ struct Serve {
 /// `statecraft: ready`.
 fn serve(data_dir: &std::path::Path) -> Serve {
     let mut child = Command::new(env!("CARGO_BIN_EXE_statecraft"))
-        .args(["serve", "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--shards", "2"])
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--tcp",
+            "127.0.0.1:0",
+            "--shards",
+            "2",
+        ])
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--log-format", "json", "--log-level", "warn"])
@@ -76,7 +84,9 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
 
 /// A minimal HTTP/1.1 GET (the CLI crate has no HTTP client dependency).
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
     s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
         .await
         .expect("writes");
@@ -85,7 +95,10 @@ async fn http_get(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
     let text = String::from_utf8(raw).expect("utf-8");
     let (head, body) = text.split_once("\r\n\r\n").expect("a head");
     let status = head[9..12].parse().expect("status");
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 const CLIENTS: u32 = 4;
@@ -129,7 +142,8 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
     signal(&server.child, libc::SIGTERM);
-    let status = tokio::task::block_in_place(|| wait_exit(&mut server.child, Duration::from_secs(30)));
+    let status =
+        tokio::task::block_in_place(|| wait_exit(&mut server.child, Duration::from_secs(30)));
     assert!(status.success(), "exit status {status:?}");
 
     let mut acked: HashMap<String, u64> = HashMap::new();
@@ -150,7 +164,12 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
             .as_array()
             .expect("items")
             .iter()
-            .map(|r| (r["key"].as_str().expect("key").to_owned(), r["value"].as_u64().expect("value")))
+            .map(|r| {
+                (
+                    r["key"].as_str().expect("key").to_owned(),
+                    r["value"].as_u64().expect("value"),
+                )
+            })
             .collect();
         for i in 0..KEYS {
             let key = format!("c{c}:{i}");
@@ -162,7 +181,8 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
         }
     }
     signal(&again.child, libc::SIGTERM);
-    let status = tokio::task::block_in_place(|| wait_exit(&mut again.child, Duration::from_secs(30)));
+    let status =
+        tokio::task::block_in_place(|| wait_exit(&mut again.child, Duration::from_secs(30)));
     assert!(status.success(), "exit status {status:?}");
 }
 
@@ -172,15 +192,21 @@ async fn a_second_signal_exits_at_once() {
     let mut server = serve(dir.path());
     // Hold an HTTP request open (a body never finished): the graceful
     // shutdown waits for it (up to its 30 s grace).
-    let mut held = tokio::net::TcpStream::connect(server.http).await.expect("connects");
+    let mut held = tokio::net::TcpStream::connect(server.http)
+        .await
+        .expect("connects");
     held.write_all(b"POST /v1/events HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
         .await
         .expect("writes");
     tokio::time::sleep(Duration::from_millis(200)).await;
     signal(&server.child, libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(server.child.try_wait().expect("try_wait").is_none(), "still draining");
+    assert!(
+        server.child.try_wait().expect("try_wait").is_none(),
+        "still draining"
+    );
     signal(&server.child, libc::SIGINT);
-    let status = tokio::task::block_in_place(|| wait_exit(&mut server.child, Duration::from_secs(5)));
+    let status =
+        tokio::task::block_in_place(|| wait_exit(&mut server.child, Duration::from_secs(5)));
     assert_eq!(status.code(), Some(130));
 }

@@ -89,7 +89,10 @@ pub struct TcpClient {
 impl TcpClient {
     /// Connects and sends HELLO with `token`; returns after HELLO_OK (which
     /// the server sends once its engine is open).
-    pub async fn connect(addr: impl ToSocketAddrs, token: Option<&str>) -> Result<Self, ClientError> {
+    pub async fn connect(
+        addr: impl ToSocketAddrs,
+        token: Option<&str>,
+    ) -> Result<Self, ClientError> {
         Self::connect_with(
             addr,
             ClientOptions {
@@ -366,8 +369,9 @@ impl AckReceiver {
         match self.frames.next().await {
             None => Err(ClientError::Closed),
             Some(Err(e)) => Err(ClientError::Frame(e)),
-            Some(Ok(raw)) => protocol::parse_server_frame(raw)
-                .map_err(|p| ClientError::Protocol(p.message)),
+            Some(Ok(raw)) => {
+                protocol::parse_server_frame(raw).map_err(|p| ClientError::Protocol(p.message))
+            }
         }
     }
 }

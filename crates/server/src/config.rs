@@ -199,7 +199,12 @@ pub struct ServeArgs {
 
     /// Require `Authorization: Bearer TOKEN` on every HTTP route but /healthz,
     /// and the token in the TCP HELLO [default: none].
-    #[arg(long, env = "STATECRAFT_AUTH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "STATECRAFT_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub auth_token: Option<Secret>,
 
     /// TLS certificate chain for HTTP, PEM (with --tls-key) [default: none].
@@ -223,7 +228,12 @@ pub struct ServeArgs {
     pub shutdown_grace_ms: Option<u64>,
 
     /// Test hook: busy time per applied event, µs (plays a slow consumer) [default: 0].
-    #[arg(long, env = "STATECRAFT_APPLY_DELAY_US", value_name = "US", hide = true)]
+    #[arg(
+        long,
+        env = "STATECRAFT_APPLY_DELAY_US",
+        value_name = "US",
+        hide = true
+    )]
     pub apply_delay_us: Option<u64>,
 }
 
@@ -458,7 +468,9 @@ impl ServeConfig {
                 .map_or(d.checkpoint_interval, Duration::from_millis),
             checkpoint_batches: args.checkpoint_batches.unwrap_or(d.checkpoint_batches),
             cache_bytes: args.cache_bytes.unwrap_or(d.cache_bytes),
-            dedup_window: args.dedup_window_s.map_or(d.dedup_window, Duration::from_secs),
+            dedup_window: args
+                .dedup_window_s
+                .map_or(d.dedup_window, Duration::from_secs),
             max_body_bytes: args.max_body_bytes.unwrap_or(d.max_body_bytes),
             limits: Limits {
                 max_key_bytes: args.max_key_bytes.unwrap_or(d.limits.max_key_bytes),
@@ -475,7 +487,9 @@ impl ServeConfig {
             shutdown_grace: args
                 .shutdown_grace_ms
                 .map_or(d.shutdown_grace, Duration::from_millis),
-            apply_delay: args.apply_delay_us.map_or(d.apply_delay, Duration::from_micros),
+            apply_delay: args
+                .apply_delay_us
+                .map_or(d.apply_delay, Duration::from_micros),
         };
         config.validate()?;
         Ok(config)
@@ -483,33 +497,50 @@ impl ServeConfig {
 
     /// Checks every setting; the first bad one is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn range(
-            setting: &'static str,
-            v: usize,
-            lo: usize,
-            hi: usize,
-        ) -> Result<(), ConfigError> {
+        fn range(setting: &'static str, v: usize, lo: usize, hi: usize) -> Result<(), ConfigError> {
             if v < lo || v > hi {
-                return Err(invalid(
-                    setting,
-                    format!("{v} is outside {lo}..={hi}"),
-                ));
+                return Err(invalid(setting, format!("{v} is outside {lo}..={hi}")));
             }
             Ok(())
         }
         range("shards", self.shards, 1, 1024)?;
         range("queue_capacity", self.queue_capacity, 1, 1 << 30)?;
-        range("queue_capacity_bytes", self.queue_capacity_bytes, 1024, usize::MAX)?;
+        range(
+            "queue_capacity_bytes",
+            self.queue_capacity_bytes,
+            1024,
+            usize::MAX,
+        )?;
         range("max_batch", self.max_batch, 1, 1 << 20)?;
-        range("max_body_bytes", self.max_body_bytes, 1024, (u32::MAX as usize) - 16)?;
+        range(
+            "max_body_bytes",
+            self.max_body_bytes,
+            1024,
+            (u32::MAX as usize) - 16,
+        )?;
         range("max_key_bytes", self.limits.max_key_bytes, 1, 1 << 20)?;
-        range("max_value_bytes", self.limits.max_value_bytes, 1, usize::MAX)?;
+        range(
+            "max_value_bytes",
+            self.limits.max_value_bytes,
+            1,
+            usize::MAX,
+        )?;
         // serde_json parses at most 128 levels; stored values must stay
         // re-readable (see the engine's limits module).
         range("max_depth", self.limits.max_depth, 1, 100)?;
         range("max_connections", self.max_connections, 1, 1 << 20)?;
-        range("max_in_flight_frames", self.max_in_flight_frames, 1, 1 << 16)?;
-        range("checkpoint_batches", self.checkpoint_batches as usize, 1, usize::MAX)?;
+        range(
+            "max_in_flight_frames",
+            self.max_in_flight_frames,
+            1,
+            1 << 16,
+        )?;
+        range(
+            "checkpoint_batches",
+            self.checkpoint_batches as usize,
+            1,
+            usize::MAX,
+        )?;
         if self.max_wait > Duration::from_secs(10) {
             return Err(invalid("max_wait_us", "at most 10 s (10000000 µs)"));
         }
@@ -588,7 +619,10 @@ mod tests {
             format!("[default: {}]", e.queue_capacity),
             format!("[default: {}]", e.queue_capacity_bytes),
             "[default: block]".to_owned(),
-            format!("[default: {}]", c.block_timeout.map_or(0, |d| d.as_millis())),
+            format!(
+                "[default: {}]",
+                c.block_timeout.map_or(0, |d| d.as_millis())
+            ),
             format!("[default: {}]", e.max_batch),
             format!("[default: {}]", e.max_wait.as_micros()),
             "[default: durable]".to_owned(),
@@ -643,7 +677,10 @@ mod tests {
             ..ServeArgs::default()
         };
         let text = ServeConfig::resolve(args).expect_err("bad").to_string();
-        assert!(text.contains("overflow") && text.contains("sometimes"), "{text}");
+        assert!(
+            text.contains("overflow") && text.contains("sometimes"),
+            "{text}"
+        );
         let args = ServeArgs {
             tls_cert: Some("c.pem".into()),
             ..ServeArgs::default()

@@ -26,9 +26,17 @@ async fn metrics(State(shared): State<AppState>) -> Response {
     let _ = writeln!(out, "# TYPE statecraft_up gauge");
     let _ = writeln!(out, "statecraft_up {}", u8::from(shared.engine().is_some()));
     let _ = writeln!(out, "# TYPE statecraft_uptime_seconds gauge");
-    let _ = writeln!(out, "statecraft_uptime_seconds {:.3}", shared.started.elapsed().as_secs_f64());
+    let _ = writeln!(
+        out,
+        "statecraft_uptime_seconds {:.3}",
+        shared.started.elapsed().as_secs_f64()
+    );
     let _ = writeln!(out, "# TYPE statecraft_http_requests_total counter");
-    let _ = writeln!(out, "statecraft_http_requests_total {}", server.http_requests);
+    let _ = writeln!(
+        out,
+        "statecraft_http_requests_total {}",
+        server.http_requests
+    );
     let _ = writeln!(out, "# TYPE statecraft_tcp_connections_open gauge");
     let _ = writeln!(out, "statecraft_tcp_connections_open {}", server.tcp_open);
     let _ = writeln!(out, "# TYPE statecraft_tcp_frames_total counter");
@@ -48,11 +56,19 @@ async fn metrics(State(shared): State<AppState>) -> Response {
         }
         let _ = writeln!(out, "# TYPE statecraft_queue_depth gauge");
         for s in &stats.shards {
-            let _ = writeln!(out, "statecraft_queue_depth{{shard=\"{}\"}} {}", s.shard, s.queue.depth);
+            let _ = writeln!(
+                out,
+                "statecraft_queue_depth{{shard=\"{}\"}} {}",
+                s.shard, s.queue.depth
+            );
         }
         let _ = writeln!(out, "# TYPE statecraft_queue_capacity gauge");
         for s in &stats.shards {
-            let _ = writeln!(out, "statecraft_queue_capacity{{shard=\"{}\"}} {}", s.shard, s.queue.capacity);
+            let _ = writeln!(
+                out,
+                "statecraft_queue_capacity{{shard=\"{}\"}} {}",
+                s.shard, s.queue.capacity
+            );
         }
     }
     (

@@ -24,7 +24,12 @@ pub struct Problem {
 impl Problem {
     /// A problem: `slug` names its type (`/problems/{slug}`, listed in
     /// docs/http-api.md) and is also the `code` member.
-    pub fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Problem {
             status,
             slug,
@@ -115,7 +120,10 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let mut body = Map::new();
-        body.insert("type".into(), Value::from(format!("/problems/{}", self.slug)));
+        body.insert(
+            "type".into(),
+            Value::from(format!("/problems/{}", self.slug)),
+        );
         body.insert("title".into(), Value::from(self.title));
         body.insert("status".into(), Value::from(self.status.as_u16()));
         body.insert("detail".into(), Value::from(self.detail));
@@ -126,7 +134,10 @@ impl IntoResponse for Problem {
         let bytes = serde_json::to_vec(&Value::Object(body)).unwrap_or_default();
         let mut resp = (
             self.status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            )],
             bytes,
         )
             .into_response();

@@ -330,7 +330,10 @@ impl RunningServer {
         let engine = self.shared.engine();
         match engine {
             Some(engine) => {
-                engine.shutdown().await.map_err(ServerError::EngineShutdown)?;
+                engine
+                    .shutdown()
+                    .await
+                    .map_err(ServerError::EngineShutdown)?;
                 tracing::info!(
                     elapsed_ms = began.elapsed().as_millis() as u64,
                     applied_total = engine.applied_total(),

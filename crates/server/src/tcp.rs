@@ -77,7 +77,10 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        shared.counters.tcp_connections.fetch_add(1, Ordering::Relaxed);
+        shared
+            .counters
+            .tcp_connections
+            .fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         match Arc::clone(&shared.tcp_slots).try_acquire_owned() {
             Ok(slot) => {
@@ -150,10 +153,7 @@ enum Outgoing {
     /// The handshake answer.
     HelloOk(HelloOk),
     /// Admitted events: wait for their results, write the ACK.
-    Ticket {
-        seq: u32,
-        ticket: Ticket,
-    },
+    Ticket { seq: u32, ticket: Ticket },
     /// An error (a malformed frame's answer, or the last word before closing).
     Error(ErrorFrame),
 }
@@ -180,11 +180,8 @@ impl Connection {
     async fn run(self, stream: TcpStream) {
         let (rd, wr) = stream.into_split();
         let cfg = &self.shared.config;
-        let mut frames = FramedRead::with_capacity(
-            rd,
-            FrameCodec::new(cfg.max_body_bytes),
-            64 << 10,
-        );
+        let mut frames =
+            FramedRead::with_capacity(rd, FrameCodec::new(cfg.max_body_bytes), 64 << 10);
         // Capacity = frames read ahead of their ACKs; the reader reserves a
         // slot before admitting a frame. Closed by the reader (drop) when it
         // stops; the writer then drains what is queued and closes the socket.
@@ -276,10 +273,7 @@ impl Connection {
                     }
                     if let Some(expected) = &cfg.auth_token {
                         let given = hello.token.as_deref().unwrap_or("");
-                        let ok: bool = given
-                            .as_bytes()
-                            .ct_eq(expected.expose().as_bytes())
-                            .into();
+                        let ok: bool = given.as_bytes().ct_eq(expected.expose().as_bytes()).into();
                         if !ok {
                             tracing::warn!(peer = %self.peer, "tcp: HELLO with a missing or wrong token");
                             return Stop::Fatal(ErrorFrame::new(

@@ -17,8 +17,23 @@ async fn token_required_everywhere_but_healthz() {
     let base = running.http_url();
     let c = http();
 
-    assert_eq!(c.get(format!("{base}/healthz")).send().await.expect("ok").status(), 200);
-    for path in ["/readyz", "/v1/stats", "/v1/state", "/v1/state/k", "/metrics", "/", "/v1/watch"] {
+    assert_eq!(
+        c.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .expect("ok")
+            .status(),
+        200
+    );
+    for path in [
+        "/readyz",
+        "/v1/stats",
+        "/v1/state",
+        "/v1/state/k",
+        "/metrics",
+        "/",
+        "/v1/watch",
+    ] {
         let resp = c.get(format!("{base}{path}")).send().await.expect("ok");
         assert_eq!(resp.status(), 401, "{path} without a token");
         assert_eq!(resp.headers()["content-type"], "application/problem+json");
@@ -31,9 +46,18 @@ async fn token_required_everywhere_but_healthz() {
             .expect("ok");
         assert_eq!(resp.status(), 401, "{path} with a wrong token");
     }
-    let resp = c.post(format!("{base}/v1/events")).body(r#"{"key":"k","op":"incr"}"#).send().await.expect("ok");
+    let resp = c
+        .post(format!("{base}/v1/events"))
+        .body(r#"{"key":"k","op":"incr"}"#)
+        .send()
+        .await
+        .expect("ok");
     assert_eq!(resp.status(), 401);
-    let resp = c.delete(format!("{base}/v1/state/k")).send().await.expect("ok");
+    let resp = c
+        .delete(format!("{base}/v1/state/k"))
+        .send()
+        .await
+        .expect("ok");
     assert_eq!(resp.status(), 401);
 
     let resp = c
@@ -44,7 +68,12 @@ async fn token_required_everywhere_but_healthz() {
         .await
         .expect("ok");
     assert_eq!(resp.status(), 200);
-    let resp = c.get(format!("{base}/v1/state/k")).header("authorization", "bearer s3cret").send().await.expect("ok");
+    let resp = c
+        .get(format!("{base}/v1/state/k"))
+        .header("authorization", "bearer s3cret")
+        .send()
+        .await
+        .expect("ok");
     assert_eq!(resp.status(), 200, "the scheme is case-insensitive");
 
     // TCP: no token, wrong token → unauthorized; right token → works.
@@ -54,7 +83,9 @@ async fn token_required_everywhere_but_healthz() {
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
-    let mut client = TcpClient::connect(running.tcp_addr, Some("s3cret")).await.expect("greeted");
+    let mut client = TcpClient::connect(running.tcp_addr, Some("s3cret"))
+        .await
+        .expect("greeted");
     let results = client
         .submit(&[statecraft_engine::Event::incr("k", 1)], None)
         .await
@@ -70,7 +101,15 @@ async fn no_token_configured_means_open() {
     let base = running.http_url();
     assert_eq!(get_json(&base, "/v1/stats").await.0, 200);
     // A token sent anyway is ignored.
-    let mut client = TcpClient::connect(running.tcp_addr, Some("anything")).await.expect("greeted");
-    assert!(client.submit(&[statecraft_engine::Event::incr("k", 1)], None).await.expect("acked")[0].is_applied());
+    let mut client = TcpClient::connect(running.tcp_addr, Some("anything"))
+        .await
+        .expect("greeted");
+    assert!(
+        client
+            .submit(&[statecraft_engine::Event::incr("k", 1)], None)
+            .await
+            .expect("acked")[0]
+            .is_applied()
+    );
     running.shutdown().await.expect("clean shutdown");
 }

@@ -25,9 +25,15 @@ async fn ack_modes() {
     assert_eq!(get_json(&base, "/v1/state/k").await.1["value"], 1);
 
     let (st, v) = post_events(&base, "?ack=durable", "application/json", ev).await;
-    assert_eq!((st, &v["results"][0]), (200, &json!({"status": "applied", "version": 2})));
+    assert_eq!(
+        (st, &v["results"][0]),
+        (200, &json!({"status": "applied", "version": 2}))
+    );
     let (st, v) = post_events(&base, "?ack=applied", "application/json", ev).await;
-    assert_eq!((st, &v["results"][0]), (200, &json!({"status": "applied", "version": 3})));
+    assert_eq!(
+        (st, &v["results"][0]),
+        (200, &json!({"status": "applied", "version": 3}))
+    );
     let (st, v) = post_events(&base, "?ack=none", "application/json", ev).await;
     assert_eq!((st, statuses(&v)), (200, vec!["accepted".to_owned()]));
 

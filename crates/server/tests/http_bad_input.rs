@@ -37,10 +37,18 @@ async fn bad_input_is_answered_and_the_rest_applies() {
     assert_eq!(st, 200, "{v}");
     assert_eq!(
         statuses(&v),
-        ["applied", "rejected", "rejected", "rejected", "rejected", "rejected", "rejected", "rejected", "applied"],
+        [
+            "applied", "rejected", "rejected", "rejected", "rejected", "rejected", "rejected",
+            "rejected", "applied"
+        ],
         "blank lines are skipped; the last line without a newline is parsed"
     );
-    let codes: Vec<&str> = v["results"].as_array().expect("array").iter().map(|r| r["code"].as_str().unwrap_or("-")).collect();
+    let codes: Vec<&str> = v["results"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| r["code"].as_str().unwrap_or("-"))
+        .collect();
     assert_eq!(codes[1], "invalid_json");
     assert_eq!(codes[2], "invalid_json", "invalid UTF-8");
     assert_eq!(codes[3], "invalid_event", "key of the wrong type");
@@ -50,12 +58,24 @@ async fn bad_input_is_answered_and_the_rest_applies() {
     assert_eq!(codes[7], "unknown_op");
 
     // A truncated NDJSON body: the half line at the end is rejected alone.
-    let (st, v) = post_events(&base, "", "application/x-ndjson", "{\"key\":\"g3\",\"op\":\"incr\"}\n{\"key\":\"g4\",\"op\":\"in").await;
+    let (st, v) = post_events(
+        &base,
+        "",
+        "application/x-ndjson",
+        "{\"key\":\"g3\",\"op\":\"incr\"}\n{\"key\":\"g4\",\"op\":\"in",
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(statuses(&v), ["applied", "rejected"]);
 
     // An array with a bad element: that element alone.
-    let (st, v) = post_events(&base, "", "application/json", r#"[{"key":"g5","op":"incr"},"oops",{"op":"incr"}]"#).await;
+    let (st, v) = post_events(
+        &base,
+        "",
+        "application/json",
+        r#"[{"key":"g5","op":"incr"},"oops",{"op":"incr"}]"#,
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(statuses(&v), ["applied", "rejected", "rejected"]);
 
@@ -72,7 +92,11 @@ async fn bad_input_is_answered_and_the_rest_applies() {
 
     // Still serving, and the good events applied.
     for k in ["g1", "g2", "g3", "g5"] {
-        assert_eq!(get_json(&base, &format!("/v1/state/{k}")).await.1["value"], 1, "{k}");
+        assert_eq!(
+            get_json(&base, &format!("/v1/state/{k}")).await.1["value"],
+            1,
+            "{k}"
+        );
     }
     running.shutdown().await.expect("clean shutdown");
 }

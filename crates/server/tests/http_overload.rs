@@ -23,7 +23,9 @@ fn slow(overflow: OverflowPolicy) -> ServeConfig {
 }
 
 fn ndjson(n: usize, prefix: &str) -> String {
-    (0..n).map(|i| format!("{{\"key\":\"{prefix}{i}\",\"op\":\"incr\"}}\n")).collect()
+    (0..n)
+        .map(|i| format!("{{\"key\":\"{prefix}{i}\",\"op\":\"incr\"}}\n"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,7 +35,13 @@ async fn reject_policy_answers_429_when_nothing_fits() {
     // The worker takes the first 4 (busy 200 ms); the next 4 fill the queue.
     // ack=none so that these requests return at once.
     for round in 0..2 {
-        let (st, _) = post_events(&base, "?ack=none", "application/x-ndjson", ndjson(4, &format!("fill{round}-"))).await;
+        let (st, _) = post_events(
+            &base,
+            "?ack=none",
+            "application/x-ndjson",
+            ndjson(4, &format!("fill{round}-")),
+        )
+        .await;
         assert_eq!(st, 200);
     }
     let resp = http()
@@ -58,7 +66,13 @@ async fn block_policy_answers_503_after_the_timeout() {
     // The worker is busy with 4 events for 200 ms and 4 more fill the
     // queue: the next request waits the whole block timeout (100 ms).
     for round in 0..2 {
-        let (st, _) = post_events(&base, "?ack=none", "application/x-ndjson", ndjson(4, &format!("fill{round}-"))).await;
+        let (st, _) = post_events(
+            &base,
+            "?ack=none",
+            "application/x-ndjson",
+            ndjson(4, &format!("fill{round}-")),
+        )
+        .await;
         assert_eq!(st, 200);
     }
     let resp = http()
@@ -96,11 +110,19 @@ async fn partly_overloaded_is_200_with_per_event_statuses() {
             }
         });
     let (a, b) = (a.expect("shard 0 key"), b.expect("shard 1 key"));
-    let fill: String = (0..4).map(|_| format!("{{\"key\":\"{a}\",\"op\":\"incr\"}}\n")).collect();
+    let fill: String = (0..4)
+        .map(|_| format!("{{\"key\":\"{a}\",\"op\":\"incr\"}}\n"))
+        .collect();
     for _ in 0..2 {
-        assert_eq!(post_events(&base, "?ack=none", "application/x-ndjson", fill.clone()).await.0, 200);
+        assert_eq!(
+            post_events(&base, "?ack=none", "application/x-ndjson", fill.clone())
+                .await
+                .0,
+            200
+        );
     }
-    let body = format!("{{\"key\":\"{a}\",\"op\":\"incr\"}}\n{{\"key\":\"{b}\",\"op\":\"incr\"}}\n");
+    let body =
+        format!("{{\"key\":\"{a}\",\"op\":\"incr\"}}\n{{\"key\":\"{b}\",\"op\":\"incr\"}}\n");
     let (st, v) = post_events(&base, "", "application/x-ndjson", body).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(statuses(&v), ["overloaded", "applied"]);

@@ -17,7 +17,12 @@ async fn watch_streams_changes_for_a_prefix() {
         .await
         .expect("ok");
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().expect("ascii").starts_with("text/event-stream"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/event-stream")
+    );
     let mut body = resp.bytes_stream();
     // Give the subscription a moment to be in place before writing.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -43,7 +48,11 @@ async fn watch_streams_changes_for_a_prefix() {
         .collect();
     assert_eq!(datas[0]["key"], "w/1");
     assert_eq!(datas[0]["value"], serde_json::json!({"a": 1}));
-    assert_eq!(datas[1]["value"], serde_json::Value::Null, "delete carries no value");
+    assert_eq!(
+        datas[1]["value"],
+        serde_json::Value::Null,
+        "delete carries no value"
+    );
 
     // Shutdown ends the stream (and does not wait on it).
     let shutdown = tokio::spawn(running.shutdown());

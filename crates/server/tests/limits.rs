@@ -36,7 +36,9 @@ async fn read_head(s: &mut TcpStream, within: Duration) -> String {
 async fn body_over_the_limit_is_413_before_the_body_is_sent() {
     // The default limit, 16 MiB: announce 17 MiB and send none of it.
     let running = start(config()).await;
-    let mut s = TcpStream::connect(running.http_addr).await.expect("connects");
+    let mut s = TcpStream::connect(running.http_addr)
+        .await
+        .expect("connects");
     s.write_all(
         format!(
             "POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-ndjson\r\ncontent-length: {}\r\n\r\n",
@@ -61,7 +63,9 @@ async fn chunked_body_over_the_limit_is_cut_off() {
         ..config()
     })
     .await;
-    let s = TcpStream::connect(running.http_addr).await.expect("connects");
+    let s = TcpStream::connect(running.http_addr)
+        .await
+        .expect("connects");
     let (mut rd, mut wr) = s.into_split();
     wr.write_all(b"POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n")
         .await
@@ -106,7 +110,11 @@ async fn key_value_and_depth_limits_reject_one_event_each() {
         "[".repeat(100_000),
         "]".repeat(100_000)
     );
-    let medium = format!("{{\"key\":\"d\",\"op\":\"set\",\"value\":{}1{}}}", "[".repeat(70), "]".repeat(70));
+    let medium = format!(
+        "{{\"key\":\"d\",\"op\":\"set\",\"value\":{}1{}}}",
+        "[".repeat(70),
+        "]".repeat(70)
+    );
     let lines = [
         json!({"key": "ok1", "op": "incr"}).to_string(),
         json!({"key": "k".repeat(1025), "op": "incr"}).to_string(),
@@ -118,9 +126,30 @@ async fn key_value_and_depth_limits_reject_one_event_each() {
     ];
     let (st, v) = post_events(&base, "", "application/x-ndjson", lines.join("\n")).await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!(statuses(&v), ["applied", "rejected", "rejected", "rejected", "rejected", "rejected", "applied"]);
-    let codes: Vec<&str> = v["results"].as_array().expect("array").iter().map(|r| r["code"].as_str().unwrap_or("")).collect();
-    assert_eq!(codes, ["", "invalid_key", "invalid_key", "value_too_large", "too_deep", "too_deep", ""]);
+    assert_eq!(
+        statuses(&v),
+        [
+            "applied", "rejected", "rejected", "rejected", "rejected", "rejected", "applied"
+        ]
+    );
+    let codes: Vec<&str> = v["results"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| r["code"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "",
+            "invalid_key",
+            "invalid_key",
+            "value_too_large",
+            "too_deep",
+            "too_deep",
+            ""
+        ]
+    );
 
     // A single 100k-deep JSON body cannot be answered per event: 400.
     let deep_body = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
@@ -129,7 +158,12 @@ async fn key_value_and_depth_limits_reject_one_event_each() {
     assert_eq!(p["reject_code"], "too_deep");
 
     // GET with a key over the limit: 400.
-    assert_eq!(get_json(&base, &format!("/v1/state/{}", "k".repeat(1025))).await.0, 400);
+    assert_eq!(
+        get_json(&base, &format!("/v1/state/{}", "k".repeat(1025)))
+            .await
+            .0,
+        400
+    );
 
     // Still serving; the good events applied.
     assert_eq!(get_json(&base, "/v1/state/ok2").await.1["value"], 1);
@@ -145,14 +179,22 @@ async fn concurrent_requests_over_the_limit_get_503() {
     .await;
     let base = running.http_url();
     // Hold the only slot: a request whose body is still being read.
-    let mut s = TcpStream::connect(running.http_addr).await.expect("connects");
+    let mut s = TcpStream::connect(running.http_addr)
+        .await
+        .expect("connects");
     s.write_all(b"POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n")
         .await
         .expect("writes");
     let first = "{\"key\":\"held\",\"op\":\"incr\"}\n";
-    s.write_all(format!("{:x}\r\n{first}\r\n", first.len()).as_bytes()).await.expect("writes");
+    s.write_all(format!("{:x}\r\n{first}\r\n", first.len()).as_bytes())
+        .await
+        .expect("writes");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let resp = http().get(format!("{base}/v1/stats")).send().await.expect("ok");
+    let resp = http()
+        .get(format!("{base}/v1/stats"))
+        .send()
+        .await
+        .expect("ok");
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     // Finish the held request; the slot frees.

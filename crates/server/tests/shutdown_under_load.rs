@@ -17,7 +17,9 @@ async fn shutdown_answers_every_admitted_frame() {
     let engine = running.engine().expect("open");
     let mut clients = Vec::new();
     for c in 0..4u32 {
-        let client = TcpClient::connect(running.tcp_addr, None).await.expect("greeted");
+        let client = TcpClient::connect(running.tcp_addr, None)
+            .await
+            .expect("greeted");
         let (mut tx, mut rx) = client.split();
         let sender = tokio::spawn(async move {
             for _ in 0..100_000u32 {

@@ -27,7 +27,9 @@ async fn a_full_queue_stops_the_reader() {
     })
     .await;
     let base = running.http_url();
-    let client = TcpClient::connect(running.tcp_addr, None).await.expect("greeted");
+    let client = TcpClient::connect(running.tcp_addr, None)
+        .await
+        .expect("greeted");
     let (mut tx, mut rx) = client.split();
     let written = Arc::new(AtomicU64::new(0));
     let w = Arc::clone(&written);

@@ -9,8 +9,9 @@ use statecraft_server::ServeConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_with_a_self_signed_certificate() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("certificate");
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("certificate");
     let dir = tempfile::tempdir().expect("tempdir");
     let cert_path = dir.path().join("cert.pem");
     let key_path = dir.path().join("key.pem");
@@ -28,11 +29,17 @@ async fn https_with_a_self_signed_certificate() {
     let url = url.replace("127.0.0.1", "localhost");
 
     let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).expect("pem"))
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).expect("pem"),
+        )
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
-    let resp = client.get(format!("{url}/healthz")).send().await.expect("TLS handshake and answer");
+    let resp = client
+        .get(format!("{url}/healthz"))
+        .send()
+        .await
+        .expect("TLS handshake and answer");
     assert_eq!(resp.status(), 200);
     let resp = client
         .post(format!("{url}/v1/events"))
@@ -41,12 +48,28 @@ async fn https_with_a_self_signed_certificate() {
         .await
         .expect("ok");
     assert_eq!(resp.status(), 200);
-    let v: serde_json::Value = client.get(format!("{url}/v1/state/t")).send().await.expect("ok").json().await.expect("json");
+    let v: serde_json::Value = client
+        .get(format!("{url}/v1/state/t"))
+        .send()
+        .await
+        .expect("ok")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(v["value"], 1);
 
     // A client that does not trust the certificate fails the handshake.
-    let untrusting = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
-    assert!(untrusting.get(format!("{url}/healthz")).send().await.is_err());
+    let untrusting = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    assert!(
+        untrusting
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
 
     // Plain HTTP to the TLS port gets no HTTP answer.
     let plain = common::raw_exchange(

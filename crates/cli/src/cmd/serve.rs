@@ -64,7 +64,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    tracing::info!(signal = first, "shutting down gracefully (a second signal exits at once)");
+    tracing::info!(
+        signal = first,
+        "shutting down gracefully (a second signal exits at once)"
+    );
     tokio::spawn(async move {
         tokio::select! {
             _ = sigterm.recv() => {},

@@ -52,10 +52,17 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, Problem> {
         return Ok(BodyKind::Json);
     };
     let ct = ct.to_str().unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "application/json" | "" => Ok(BodyKind::Json),
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl"
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
         | "application/json-seq" => Ok(BodyKind::Ndjson),
         other => Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -109,7 +116,11 @@ async fn read_capped(headers: &HeaderMap, body: Body, limit: usize) -> Result<By
     Ok(buf.freeze())
 }
 
-fn decode(kind: BodyKind, body: &[u8], limits: &statecraft_engine::Limits) -> Result<Vec<Result<Event, Rejection>>, Rejection> {
+fn decode(
+    kind: BodyKind,
+    body: &[u8],
+    limits: &statecraft_engine::Limits,
+) -> Result<Vec<Result<Event, Rejection>>, Rejection> {
     match kind {
         BodyKind::Ndjson => Ok(decode_ndjson(body, limits)),
         BodyKind::Json => decode_body(body, limits),
@@ -159,7 +170,10 @@ async fn handle(
     let items = decoded.map_err(|r| {
         Problem::bad_request(
             "invalid-body",
-            format!("the body is not an event or an array of events: {}", r.message),
+            format!(
+                "the body is not an event or an array of events: {}",
+                r.message
+            ),
         )
         .with("reject_code", serde_json::Value::from(r.code.as_str()))
     })?;
@@ -186,9 +200,10 @@ async fn handle(
                 "the queues are full; no event was admitted",
             )
         };
-        return Err(problem
-            .retry_after(1)
-            .with("results", serde_json::to_value(&results).unwrap_or_default()));
+        return Err(problem.retry_after(1).with(
+            "results",
+            serde_json::to_value(&results).unwrap_or_default(),
+        ));
     }
     let json = serde_json::to_vec(&Results { results: &results }).unwrap_or_default();
     Ok((

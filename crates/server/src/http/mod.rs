@@ -105,7 +105,10 @@ pub(crate) async fn serve(
 /// The concurrency limit (outermost layer): one permit per request being
 /// handled; none left → 503 at once.
 async fn limit(State(shared): State<AppState>, req: Request, next: Next) -> Response {
-    shared.counters.http_requests.fetch_add(1, Ordering::Relaxed);
+    shared
+        .counters
+        .http_requests
+        .fetch_add(1, Ordering::Relaxed);
     let Ok(_permit) = Arc::clone(&shared.http_slots).try_acquire_owned() else {
         shared.counters.http_busy.fetch_add(1, Ordering::Relaxed);
         return Problem::new(
@@ -162,7 +165,9 @@ async fn auth(State(shared): State<AppState>, req: Request, next: Next) -> Respo
 async fn healthz(State(shared): State<AppState>) -> Response {
     let state = shared.engine.borrow().clone();
     match state {
-        EngineState::Ready(_) => (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response(),
+        EngineState::Ready(_) => {
+            (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
+        }
         EngineState::Opening => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({"status": "starting"})),

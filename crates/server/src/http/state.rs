@@ -87,7 +87,10 @@ pub(crate) async fn delete_key(
         .submit_with(vec![event], ack)
         .await
         .map_err(|e| Problem::engine(&e))?;
-    let result = results.into_iter().next().unwrap_or(EventResult::Overloaded);
+    let result = results
+        .into_iter()
+        .next()
+        .unwrap_or(EventResult::Overloaded);
     let as_json = serde_json::to_value(&result).unwrap_or_default();
     match &result {
         EventResult::Conflict { .. } => Err(Problem::new(

@@ -36,17 +36,19 @@ pub(crate) async fn watch(
     let engine = engine_or_problem(&shared)?;
     let Query(q) = query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
     let mut stop = shared.stop.clone();
-    let changes = engine.watch(&q.prefix).map(|item| -> Result<SseEvent, Infallible> {
-        Ok(match item {
-            Ok(change) => SseEvent::default()
-                .event("change")
-                .json_data(&*change)
-                .unwrap_or_else(|_| SseEvent::default().event("change").data("{}")),
-            Err(missed) => SseEvent::default()
-                .event("lagged")
-                .data(format!("{{\"missed\":{missed}}}")),
-        })
-    });
+    let changes = engine
+        .watch(&q.prefix)
+        .map(|item| -> Result<SseEvent, Infallible> {
+            Ok(match item {
+                Ok(change) => SseEvent::default()
+                    .event("change")
+                    .json_data(&*change)
+                    .unwrap_or_else(|_| SseEvent::default().event("change").data("{}")),
+                Err(missed) => SseEvent::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\":{missed}}}")),
+            })
+        });
     let stream = changes.take_until(async move { stop.recv().await });
     Ok(sse(stream))
 }

@@ -477,7 +477,10 @@ fn decode_one(r: &mut Reader<'_>) -> Result<Result<Event, Rejection>, Malformed>
 /// Decodes a value; `Ok(None)` with `err` set when the value is well framed
 /// but unusable (bad UTF-8, bad JSON text, a non-finite float).
 #[inline]
-fn decode_value(r: &mut Reader<'_>, err: &mut Option<Rejection>) -> Result<Option<Value>, Malformed> {
+fn decode_value(
+    r: &mut Reader<'_>,
+    err: &mut Option<Rejection>,
+) -> Result<Option<Value>, Malformed> {
     let t = r.u8("value tag")?;
     let v = match t {
         tag::NULL => Value::Null,

@@ -302,9 +302,7 @@ impl EventsFrame {
     /// (binary only: NDJSON lines are always separable).
     pub fn decode(&self, limits: &Limits) -> Result<Vec<Result<Event, Rejection>>, FrameProblem> {
         match self.encoding {
-            Encoding::Ndjson => Ok(statecraft_engine::limits::decode_ndjson(
-                &self.body, limits,
-            )),
+            Encoding::Ndjson => Ok(statecraft_engine::limits::decode_ndjson(&self.body, limits)),
             Encoding::Binary => binary::decode_events(&self.body).map_err(|m| FrameProblem {
                 seq: Some(self.seq),
                 message: format!("bad binary events: {}", m.0),
@@ -490,11 +488,20 @@ mod tests {
     #[test]
     fn codec_cuts_frames_and_keeps_partial_ones() {
         let mut buf = BytesMut::new();
-        put_ndjson_frame(&mut buf, 7, Some(AckMode::Applied), b"{\"key\":\"k\",\"op\":\"incr\"}\n");
-        put_json_frame(&mut buf, frame_type::HELLO, &Hello {
-            version: 1,
-            ..Hello::default()
-        });
+        put_ndjson_frame(
+            &mut buf,
+            7,
+            Some(AckMode::Applied),
+            b"{\"key\":\"k\",\"op\":\"incr\"}\n",
+        );
+        put_json_frame(
+            &mut buf,
+            frame_type::HELLO,
+            &Hello {
+                version: 1,
+                ..Hello::default()
+            },
+        );
         let total = buf.len();
         let mut codec = FrameCodec::new(1 << 20);
         let mut partial = buf.split_to(10);
@@ -505,9 +512,15 @@ mod tests {
         let ClientFrame::Events(ev) = parse_client_frame(first).expect("parses") else {
             panic!("expected events");
         };
-        assert_eq!((ev.seq, ev.ack, ev.encoding), (7, Some(AckMode::Applied), Encoding::Ndjson));
+        assert_eq!(
+            (ev.seq, ev.ack, ev.encoding),
+            (7, Some(AckMode::Applied), Encoding::Ndjson)
+        );
         let second = codec.decode(&mut partial).expect("ok").expect("a frame");
-        assert!(matches!(parse_client_frame(second), Ok(ClientFrame::Hello(_))));
+        assert!(matches!(
+            parse_client_frame(second),
+            Ok(ClientFrame::Hello(_))
+        ));
         assert_eq!(codec.decode(&mut partial).expect("ok"), None);
     }
 
@@ -515,7 +528,10 @@ mod tests {
     fn over_limit_prefix_is_fatal_and_truncation_is_reported() {
         let mut codec = FrameCodec::new(16);
         let mut buf = BytesMut::from(&[0u8, 0, 0, 17, 1][..]);
-        assert!(matches!(codec.decode(&mut buf), Err(FrameError::TooLarge { len: 17, .. })));
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(FrameError::TooLarge { len: 17, .. })
+        ));
         let mut buf = BytesMut::from(&[0u8, 0, 0, 5, 2, 0][..]);
         assert!(matches!(
             codec.decode_eof(&mut buf),

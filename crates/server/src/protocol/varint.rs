@@ -80,7 +80,17 @@ mod tests {
 
     #[test]
     fn round_trips_edges() {
-        for v in [0u64, 1, 127, 128, 300, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
             let mut buf = Vec::new();
             put_u64(&mut buf, v);
             assert_eq!(buf.len(), len_u64(v), "len of {v}");
