@@ -55,3 +55,23 @@ fn good_parallel_learner_passes_lesson_4() {
     let report = check(4, "good_parallel.py");
     assert_only_failing(&report, &[]);
 }
+
+#[test]
+fn good_adaptive_learner_passes_lesson_7() {
+    if !python_available("good_adaptive_learner_passes_lesson_7") {
+        return;
+    }
+    let _serial = serial();
+    let report = check(7, "good_adaptive.py");
+    assert_only_failing(&report, &[]);
+}
+
+#[test]
+fn good_partitioned_learner_passes_lesson_8() {
+    if !python_available("good_partitioned_learner_passes_lesson_8") {
+        return;
+    }
+    let _serial = serial();
+    let report = check(8, "good_partitions.py");
+    assert_only_failing(&report, &[]);
+}

@@ -1043,6 +1043,61 @@ fn spawn_stderr_reader(stderr: impl Read + Send + 'static, ring: Arc<Mutex<VecDe
     });
 }
 
+/// CPU time used so far by the processes of group `pgid` (user + system,
+/// including reaped children), in clock ticks.
+pub fn group_cpu_ticks(pgid: i32) -> u64 {
+    let mut total = 0;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        // After the command: state(0) ppid(1) pgrp(2) … utime(11) stime(12) cutime(13) cstime(14).
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        if fields.get(2).and_then(|f| f.parse::<i32>().ok()) != Some(pgid) {
+            continue;
+        }
+        total += fields
+            .iter()
+            .skip(11)
+            .take(4)
+            .filter_map(|f| f.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    total
+}
+
+/// CPU time the whole machine has spent busy (not idle, not waiting for I/O), in clock ticks.
+pub fn machine_busy_ticks() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0;
+    };
+    let Some(line) = stat.lines().next() else {
+        return 0;
+    };
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    total.saturating_sub(idle)
+}
+
 /// Sums VmRSS and VmHWM over the processes of group `pgid`.
 fn group_memory(pgid: i32) -> Option<MemorySample> {
     let mut total = MemorySample::default();

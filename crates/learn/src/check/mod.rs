@@ -39,6 +39,7 @@ mod scale_out;
 use crate::lesson::Lesson;
 use harness::{HarnessError, ProgramSpec};
 use model::Rng;
+pub use parallel::MACHINE_BUSY;
 
 /// How to run the checks.
 #[derive(Debug, Clone)]
@@ -652,5 +653,27 @@ mod tests {
             detail.contains("unknown check id `no_such_check`"),
             "{detail}"
         );
+    }
+
+    #[test]
+    fn a_program_that_cannot_start_is_reported_once() {
+        let opts = CheckOptions::new(".");
+        let objectives: Vec<ObjectiveRef> = ["protocol", "final_state"]
+            .iter()
+            .map(|c| ObjectiveRef {
+                id: c.to_string(),
+                check: c.to_string(),
+            })
+            .collect();
+        let report = run_objectives(
+            1,
+            &objectives,
+            &["/nonexistent/statecraft-learner".to_string()],
+            &opts,
+            &mut |_| {},
+        );
+        assert!(!report.passed);
+        assert_eq!(report.objectives[0].figure, "could not start");
+        assert_eq!(report.objectives[1].figure, "not graded");
     }
 }

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
-use statecraft_learn::check::{CATALOGUE, CheckOptions, CheckReport, ObjectiveRef, run_objectives};
+use statecraft_learn::check::{
+    CATALOGUE, CheckOptions, CheckReport, MACHINE_BUSY, ObjectiveRef, run_objectives,
+};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -72,10 +74,24 @@ pub fn check(n: u32, script: &str) -> CheckReport {
     })
 }
 
-/// Asserts exactly the objectives in `failing` failed, the others passed.
+/// Asserts exactly the objectives in `failing` failed, the others passed. A
+/// timing objective that failed while the check itself measured a busy machine
+/// (other processes using the cores) is reported and tolerated: a speed-up
+/// cannot be measured on cores someone else is using.
 pub fn assert_only_failing(report: &CheckReport, failing: &[&str]) {
     for o in &report.objectives {
         let should_fail = failing.contains(&o.id.as_str());
+        let busy = o
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains(MACHINE_BUSY));
+        if !o.passed && !should_fail && busy {
+            eprintln!(
+                "WARNING lesson {}: `{}` failed on a busy machine, tolerated: {}",
+                report.lesson, o.id, o.figure
+            );
+            continue;
+        }
         assert_eq!(
             o.passed,
             !should_fail,
