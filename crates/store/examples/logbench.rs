@@ -4,11 +4,15 @@
 //!    record, and group commit of 4 records per fsync): events/s, fsyncs/s,
 //!    MB/s, sync latency p50/p99;
 //! 2. a checkpoint of 100,000 keys (one atomic batch);
-//! 3. reopen with the log still full: recovery time.
+//! 3. reopen with the log still full: recovery time;
+//! 4. with `--cold-keys N` (BENCH.md W5 shape): N keys materialized, reopen
+//!    with an empty log, time to open and latency of first reads of random
+//!    cold keys.
 //!
 //! ```text
 //! cargo run -p statecraft-store --release --example logbench -- [--records 2000] \
-//!     [--changes 1000] [--keys 100000] [--ckpt-keys 100000] [--compress] [--dir PATH]
+//!     [--changes 1000] [--keys 100000] [--ckpt-keys 100000] [--compress] [--dir PATH] \
+//!     [--cold-keys 10000000] [--journal-mb 64]
 //! ```
 //!
 //! Benchmarks are not tests: nothing asserts on time. Machines are shared and
@@ -25,6 +29,8 @@ struct Args {
     ckpt_keys: u64,
     compress: bool,
     dir: Option<std::path::PathBuf>,
+    cold_keys: u64,
+    journal_mb: Option<u64>,
 }
 
 fn args() -> Args {
@@ -35,6 +41,8 @@ fn args() -> Args {
         ckpt_keys: 100_000,
         compress: false,
         dir: None,
+        cold_keys: 0,
+        journal_mb: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,6 +57,8 @@ fn args() -> Args {
             "--keys" => a.keys = num(),
             "--ckpt-keys" => a.ckpt_keys = num(),
             "--compress" => a.compress = true,
+            "--cold-keys" => a.cold_keys = num(),
+            "--journal-mb" => a.journal_mb = Some(num()),
             "--dir" => a.dir = it.next().map(Into::into),
             other => panic!("unknown flag {other}"),
         }
@@ -138,7 +148,10 @@ fn run_appends(store: &Store, a: &Args, first_seq: u64, per_sync: u64, label: &s
 fn main() {
     let a = args();
     let tmp = tempfile::tempdir_in(a.dir.clone().unwrap_or_else(std::env::temp_dir)).unwrap();
-    let opts = StoreOptions::default().journal_compression(a.compress);
+    let mut opts = StoreOptions::default().journal_compression(a.compress);
+    if let Some(mb) = a.journal_mb {
+        opts = opts.max_journal_bytes(mb << 20);
+    }
     println!(
         "logbench: {} records x {} changes, {} keys, journal compression {}",
         a.records,
@@ -210,5 +223,63 @@ fn main() {
         t.elapsed().as_secs_f64() * 1e3,
         rep.changes_applied as f64 / t.elapsed().as_secs_f64() / 1e6,
         store.approx_len(),
+    );
+    drop(store);
+    if a.cold_keys > 0 {
+        cold(&a, opts);
+    }
+}
+
+/// W5 shape: `cold_keys` keys written through checkpoints of 1M sorted keys,
+/// then reopen (empty log) and read random keys once each.
+fn cold(a: &Args, opts: StoreOptions) {
+    let tmp = tempfile::tempdir_in(a.dir.clone().unwrap_or_else(std::env::temp_dir)).unwrap();
+    let (store, _) = Store::open(tmp.path(), opts).unwrap();
+    let ts = now_ms();
+    let t = Instant::now();
+    let mut k = 0u64;
+    while k < a.cold_keys {
+        let end = (k + 1_000_000).min(a.cold_keys);
+        let mut ck = store.begin_checkpoint(0, 0).unwrap();
+        for i in k..end {
+            let s = KeyState {
+                value: i.into(),
+                version: 1,
+                updated_at: ts,
+                expires_at: None,
+            };
+            ck.state(&format!("user:{i:010}"), Some(&s)).unwrap();
+        }
+        ck.commit().unwrap();
+        k = end;
+    }
+    store.sync().unwrap();
+    println!(
+        "cold: wrote {} keys in {:.1} s ({:.2} M keys/s)",
+        a.cold_keys,
+        t.elapsed().as_secs_f64(),
+        a.cold_keys as f64 / t.elapsed().as_secs_f64() / 1e6
+    );
+    store.close().unwrap();
+    let t = Instant::now();
+    let (store, rep) = Store::open(tmp.path(), opts).unwrap();
+    let open = t.elapsed();
+    let mut rng = Rng(7);
+    let mut lat = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        let key = format!("user:{:010}", rng.next() % a.cold_keys);
+        let t = Instant::now();
+        let got = store.get(&key).unwrap();
+        lat.push(t.elapsed());
+        assert!(got.is_some());
+    }
+    lat.sort_unstable();
+    println!(
+        "cold: reopen {:.0} ms (replayed {} records); 10k random first reads p50 {:.3} ms p99 {:.3} ms max {:.3} ms",
+        open.as_secs_f64() * 1e3,
+        rep.records_replayed,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        pct(&lat, 1.0),
     );
 }

@@ -54,7 +54,13 @@ pub struct StoreOptions {
     /// default: on the 2-core machines it costs more CPU than the fsync saves.
     pub journal_compression: bool,
     /// Upper bound of fjall's journal size before it forces memtable flushes
-    /// (default fjall's 512 MiB; at least 64 MiB).
+    /// (default fjall's 512 MiB; at least 64 MiB). This bounds the first part
+    /// of every open, fjall replaying its journal into memtables: measured
+    /// here ≈ 0.85 s per million keys materialized since the last flush
+    /// (≈ 60 MB/s of journal), so 512 MiB can mean ~10 s and 64 MiB ≈ 1 s
+    /// (BENCH.md W5). Log records deleted by a checkpoint before their
+    /// memtable is flushed never reach a table file, so keep the checkpoint
+    /// interval well under this size divided by the log's write rate.
     pub max_journal_bytes: Option<u64>,
     /// Recovery coalesces replayed changes and writes them in atomic batches
     /// of at most about this many distinct keys (default 250,000, roughly
