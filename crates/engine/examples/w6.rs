@@ -5,7 +5,20 @@
 
 use std::time::Instant;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use statecraft_engine::{AckMode, Engine, Event};
+
+/// User + system CPU time of this process so far, in seconds (Linux).
+fn cpu_seconds() -> f64 {
+    // /proc/self/stat fields 14 and 15: utime and stime in clock ticks.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
 
 fn lcg(state: &mut u64) -> u64 {
     *state = state
@@ -42,6 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let total = batches.len() * batch;
+    let cpu_before = cpu_seconds();
     let start = Instant::now();
     let mut inflight = std::collections::VecDeque::new();
     for b in batches {
@@ -56,14 +70,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.wait().await;
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu_after = cpu_seconds();
     println!(
-        "W6 ack={} batch={} events={} seconds={:.3} events_per_s={:.0}",
+        "W6 ack={} batch={} events={} seconds={:.3} events_per_s={:.0} cpu_ns_per_event={:.0}",
         ack,
         batch,
         total,
         secs,
-        total as f64 / secs
+        total as f64 / secs,
+        (cpu_after - cpu_before) * 1e9 / total as f64
     );
+    if let Some(d) = engine.stats().durability {
+        println!(
+            "  fsyncs={} records={} events_per_fsync={:.0} fsync_p50_us={} fsync_p99_us={} records_per_fsync_p50={}",
+            d.fsyncs,
+            d.records,
+            d.events as f64 / d.fsyncs.max(1) as f64,
+            d.fsync_us.p50,
+            d.fsync_us.p99,
+            d.records_per_fsync.p50
+        );
+    }
+    let st = engine.stats();
+    for s in &st.shards {
+        println!(
+            "  shard {} batches={} batch_events_p50={} queue_wait_p99_us={} apply_us_p50={}",
+            s.shard, s.batches, s.batch_events.p50, s.queue_wait_us.p99, s.apply_us.p50
+        );
+    }
     engine.shutdown().await?;
     Ok(())
 }

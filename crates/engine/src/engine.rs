@@ -511,8 +511,8 @@ impl Engine {
     /// Admits events (waiting for room under `block`) and returns a
     /// [`Ticket`] for their results.
     pub async fn enqueue(&self, events: Vec<Event>, ack: AckMode) -> Result<Ticket, EngineError> {
-        self.enqueue_decoded(events.into_iter().map(Ok).collect(), ack)
-            .await
+        let results = vec![None; events.len()];
+        self.admit(events, None, results, ack, None).await
     }
 
     /// Like [`enqueue`](Self::enqueue), for input with decode failures.
@@ -545,6 +545,39 @@ impl Engine {
         ack: AckMode,
         source: Option<(&str, Vec<u64>)>,
     ) -> Result<Ticket, EngineError> {
+        let mut results: Vec<Option<EventResult>> = Vec::with_capacity(items.len());
+        let mut events = Vec::with_capacity(items.len());
+        let mut positions = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            match item {
+                Ok(e) => {
+                    events.push(e);
+                    positions.push(i as u32);
+                    results.push(None);
+                }
+                Err(rejection) => {
+                    let r: EventResult = rejection.into();
+                    self.inner.admission.count(&r);
+                    results.push(Some(r));
+                }
+            }
+        }
+        self.admit(events, Some(positions), results, ack, source).await
+    }
+
+    /// Admission proper. `events[j]` is the caller's input item
+    /// `input_pos[j]` (or `j`); `results` has one slot per input item, filled
+    /// for items refused before this call. The events are validated and
+    /// routed in place and shared read-only with the shards: nothing is
+    /// copied per event.
+    async fn admit(
+        &self,
+        events: Vec<Event>,
+        input_pos: Option<Vec<u32>>,
+        mut results: Vec<Option<EventResult>>,
+        ack: AckMode,
+        source: Option<(&str, Vec<u64>)>,
+    ) -> Result<Ticket, EngineError> {
         let inner = &*self.inner;
         if inner.closing.load(Ordering::Acquire) {
             return Err(EngineError::ShuttingDown);
@@ -553,33 +586,30 @@ impl Engine {
             return Err(EngineError::Poisoned(cause));
         }
         let n_shards = inner.shards.len();
-        let mut results: Vec<Option<EventResult>> = Vec::with_capacity(items.len());
-        let mut submission: Vec<Event> = Vec::with_capacity(items.len());
         // Per shard: indices into the caller's input (for results), indices
-        // into `submission` (for the shard), bytes.
+        // into `events` (for the shard), bytes.
         let mut per_shard: Vec<(Vec<u32>, Vec<u32>, usize)> =
             (0..n_shards).map(|_| (Vec::new(), Vec::new(), 0)).collect();
         let limits = &inner.config.limits;
-        for (i, item) in items.into_iter().enumerate() {
-            let checked = item.and_then(|e| limits.validate(&e).map(|()| e));
-            match checked {
-                Ok(event) => {
+        for (j, event) in events.iter().enumerate() {
+            let pos = input_pos.as_ref().map_or(j as u32, |p| p[j]);
+            match limits.validate(event) {
+                Ok(()) => {
                     let s = shard_of(&event.key, n_shards);
                     let slot = &mut per_shard[s];
                     slot.2 += event.approx_bytes();
-                    slot.0.push(i as u32);
-                    slot.1.push(submission.len() as u32);
-                    submission.push(event);
-                    results.push(None);
+                    slot.0.push(pos);
+                    slot.1.push(j as u32);
                 }
                 Err(rejection) => {
                     let r: EventResult = rejection.into();
                     inner.admission.count(&r);
-                    results.push(Some(r));
+                    results[pos as usize] = Some(r);
                 }
             }
         }
-        let submission: Arc<[Event]> = Arc::from(submission);
+        let submission = events;
+        let submission: Arc<Vec<Event>> = Arc::new(submission);
         let source: Option<Arc<Source>> = source.map(|(name, positions)| {
             // Re-index positions from the caller's input to the submission.
             let mut seqs = vec![0u64; submission.len()];
@@ -756,7 +786,7 @@ impl Engine {
         for shard in &self.inner.shards {
             let (tx, rx) = oneshot::channel();
             let marker = SubBatch {
-                submission: Arc::from(Vec::new()),
+                submission: Arc::new(Vec::new()),
                 indices: Vec::new(),
                 source: None,
                 ack: AckMode::Applied,

@@ -33,7 +33,7 @@ use crate::stats::ShardMetrics;
 /// all its sub-batches (read-only), so routing moves indices, not events.
 pub(crate) struct SubBatch {
     /// The whole submission, shared with the other shards' sub-batches.
-    pub submission: Arc<[Event]>,
+    pub submission: Arc<Vec<Event>>,
     /// Indices into `submission` of this shard's events, ascending.
     pub indices: Vec<u32>,
     /// Where the submission's events come from, with a position per event,
@@ -295,13 +295,30 @@ impl ShardState {
             },
             _ => None,
         };
+        self.apply_resolved(event, custom, now_ms, staged, want_change, true)
+    }
+
+    /// [`apply`](Self::apply) once the op is resolved. `may_load`: on a
+    /// memory miss, read the key from the store once and retry.
+    fn apply_resolved(
+        &mut self,
+        event: &Event,
+        custom: Option<CustomOp>,
+        now_ms: u64,
+        staged: &mut StagedBatch,
+        want_change: bool,
+        may_load: bool,
+    ) -> (EventResult, Option<Change>) {
         let key: &str = &event.key;
-        if !self.map.contains_key(key)
-            && let Some(loaded) = self.persistence.as_mut().and_then(|p| p.load(key))
-        {
-            self.map.insert(CompactString::from(key), loaded);
-        }
         let outcome = match self.map.get_mut(key) {
+            // Cold: not in memory, maybe in the store. One lookup on the hot
+            // path; the store read happens only on a miss.
+            None if may_load && self.persistence.is_some() => {
+                if let Some(loaded) = self.persistence.as_mut().and_then(|p| p.load(key)) {
+                    self.map.insert(CompactString::from(key), loaded);
+                }
+                return self.apply_resolved(event, custom, now_ms, staged, want_change, false);
+            }
             // Hot path: one lookup, the value changed in place.
             Some(e) if e.is_live(now_ms) => {
                 if let Some(expected) = event.if_version
