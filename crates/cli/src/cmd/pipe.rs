@@ -145,6 +145,10 @@ impl Settings {
     }
 }
 
+/// An event line waiting to be admitted: its id, its source position (0 =
+/// none) and the decoded event.
+type PendingEvent = (String, u64, Result<Event, Rejection>);
+
 /// What the writer answers, in order.
 enum Out {
     /// Results of one admitted submission, with the ids of its events.
@@ -222,7 +226,7 @@ async fn pipe_main(settings: Settings) -> anyhow::Result<ExitCode> {
 
     let mut sigterm = signal_stream()?;
     let chunk = settings.max_batch.clamp(1, settings.shard_capacity());
-    let mut pending: Vec<(String, u64, Result<Event, Rejection>)> = Vec::new();
+    let mut pending: Vec<PendingEvent> = Vec::new();
     loop {
         let first = tokio::select! {
             line = line_rx.recv() => line,
@@ -273,7 +277,7 @@ async fn handle_line(
     line: &str,
     settings: &Settings,
     limits: &Limits,
-    pending: &mut Vec<(String, u64, Result<Event, Rejection>)>,
+    pending: &mut Vec<PendingEvent>,
     out: &mpsc::Sender<Out>,
     engine: &Engine,
     ack: AckMode,
@@ -374,7 +378,7 @@ async fn send(out: &mpsc::Sender<Out>, item: Out) -> anyhow::Result<()> {
 /// Admits what is pending, one submission per partition when events carry
 /// positions (a source's positions grow per partition).
 async fn flush(
-    pending: &mut Vec<(String, u64, Result<Event, Rejection>)>,
+    pending: &mut Vec<PendingEvent>,
     settings: &Settings,
     engine: &Engine,
     ack: AckMode,
@@ -391,10 +395,8 @@ async fn flush(
         let ticket = engine.enqueue_decoded(events, ack).await?;
         return send(out, Out::Results(ids, ticket)).await;
     }
-    let mut by_partition: std::collections::BTreeMap<
-        u64,
-        Vec<(String, u64, Result<Event, Rejection>)>,
-    > = std::collections::BTreeMap::new();
+    let mut by_partition: std::collections::BTreeMap<u64, Vec<PendingEvent>> =
+        std::collections::BTreeMap::new();
     for item in items {
         let p = match &item.2 {
             Ok(e) => router::fnv1a64(e.key.as_bytes()) % settings.partitions,
