@@ -77,6 +77,10 @@ struct BadCase {
     /// `Some(id)` → `{"nack":id,"reason":"invalid"}`; `None` → `{"error":…}`.
     id: Option<&'static str>,
     what: &'static str,
+    /// A well-formed event the program cannot apply (unknown op, operand of the
+    /// wrong type): any refusal naming its reason passes, `invalid` or a more
+    /// precise one (`unknown_op`, `invalid_operand`, …).
+    semantic: bool,
 }
 
 /// `bad_input`: each bad line refused, the good events around them applied.
@@ -89,46 +93,55 @@ pub(crate) fn bad_input(ctx: &mut Ctx<'_>) -> Measured {
             line: r#"{"key":"#.into(),
             id: None,
             what: "malformed JSON",
+            semantic: false,
         },
         BadCase {
             line: "not json at all".into(),
             id: None,
             what: "not JSON",
+            semantic: false,
         },
         BadCase {
             line: "[1,2,3]".into(),
             id: None,
             what: "not an object",
+            semantic: false,
         },
         BadCase {
             line: json!({"id":"x2","op":"set","value":1}).to_string(),
             id: Some("x2"),
             what: "missing key",
+            semantic: false,
         },
         BadCase {
             line: json!({"id":"x3","key":"bad","value":1}).to_string(),
             id: Some("x3"),
             what: "missing op",
+            semantic: false,
         },
         BadCase {
             line: json!({"id":"x4","key":"bad","op":"frobnicate","value":1}).to_string(),
             id: Some("x4"),
             what: "unknown op",
+            semantic: true,
         },
         BadCase {
             line: json!({"id":"x5","key":5,"op":"set","value":1}).to_string(),
             id: Some("x5"),
             what: "key not a string",
+            semantic: false,
         },
         BadCase {
             line: json!({"id":"x6","key":huge_key,"op":"set","value":1}).to_string(),
             id: Some("x6"),
             what: "key of 2,000 bytes (limit 1,024)",
+            semantic: false,
         },
         BadCase {
             line: json!({"id":"x7","key":"bad","op":"incr","value":"ten"}).to_string(),
             id: Some("x7"),
             what: "incr by a string",
+            semantic: true,
         },
     ];
     let good = |n: u32| Ev::incr(format!("x-good{n}"), "good", 1);
@@ -154,6 +167,13 @@ pub(crate) fn bad_input(ctx: &mut Ctx<'_>) -> Measured {
         if let Some(id) = case.id {
             match h.event_reply(id) {
                 Some(r) if !r.acked && r.reason.as_deref() == Some("invalid") => {}
+                Some(r)
+                    if case.semantic
+                        && !r.acked
+                        && !matches!(
+                            r.reason.as_deref(),
+                            None | Some("" | "overloaded" | "not_owner")
+                        ) => {}
                 Some(r) => problems.push(format!(
                     "{} ({id}): expected {{\"nack\":\"{id}\",\"reason\":\"invalid\"}}, got {}",
                     case.what,
