@@ -32,6 +32,7 @@ pub const PROGRESS_FILE: &str = ".statecraft/progress.json";
 pub const JOURNAL_FILE: &str = ".statecraft/journal.jsonl";
 
 const README: &str = include_str!("../starters/common/README.md");
+const SAMPLE_EVENTS: &str = include_str!("../starters/common/events.ndjson");
 const PYTHON_MAIN: &str = include_str!("../starters/python/main.py");
 const RUST_CARGO_TOML: &str = include_str!("../starters/rust/Cargo.toml");
 const RUST_MAIN: &str = include_str!("../starters/rust/src/main.rs");
@@ -202,6 +203,7 @@ pub fn init(dir: &Path, lang: Lang, force: bool) -> Result<InitReport, Workspace
         ],
     };
     files.push(("README.md".into(), readme(lang, &config)));
+    files.push(("events.ndjson".into(), SAMPLE_EVENTS.to_string()));
     let config_text = toml::to_string(&config).map_err(|e| WorkspaceError::Malformed {
         path: dir.join(CONFIG_FILE),
         message: e.to_string(),

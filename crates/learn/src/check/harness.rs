@@ -335,7 +335,13 @@ impl Harness {
         };
         let program_path = PathBuf::from(program);
         let program_path = if program_path.is_relative() && program.contains('/') {
-            spec.dir.join(program_path)
+            // Absolute: the child resolves a relative path after changing into `dir`.
+            std::path::absolute(spec.dir.join(program_path)).map_err(|source| {
+                HarnessError::Spawn {
+                    command: label.clone(),
+                    source,
+                }
+            })?
         } else {
             program_path
         };
