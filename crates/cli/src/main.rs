@@ -38,6 +38,19 @@ enum Command {
     Check(cmd::check::CheckArgs),
     /// Ask the coach about lesson N, or have it review your work.
     Coach(cmd::coach::CoachArgs),
+    /// Send NDJSON events from a file or stdin to a running server.
+    Send(Box<cmd::send::SendArgs>),
+    /// Print one key's state record.
+    Get(cmd::get::GetArgs),
+    /// List live keys in key order (NDJSON).
+    Scan(cmd::scan::ScanArgs),
+    /// Print changes as they happen (NDJSON).
+    Watch(cmd::watch::WatchArgs),
+    /// Copy a data directory offline into a backup directory.
+    Backup(cmd::backup::BackupArgs),
+    /// Generate load against a server (or a Redis peer) and report events/s
+    /// and latency percentiles (BENCH.md's contract).
+    Load(Box<cmd::load::LoadArgs>),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +61,12 @@ fn main() -> ExitCode {
         Command::Lessons(args) => cmd::lessons::run(args),
         Command::Check(args) => cmd::check::run(args),
         Command::Coach(args) => cmd::coach::run(args),
+        Command::Send(args) => cmd::send::run(*args),
+        Command::Get(args) => cmd::get::run(args),
+        Command::Scan(args) => cmd::scan::run(args),
+        Command::Watch(args) => cmd::watch::run(args),
+        Command::Backup(args) => cmd::backup::run(args),
+        Command::Load(args) => cmd::load::run(*args),
     };
     match outcome {
         Ok(code) => code,

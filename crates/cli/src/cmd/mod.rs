@@ -1,7 +1,14 @@
 //! One module per subcommand; each exposes its clap arguments and a `run`.
 
+pub mod backup;
 pub mod check;
 pub mod coach;
+pub mod get;
 pub mod lessons;
+pub mod load;
 pub mod pipe;
+pub mod remote;
+pub mod scan;
+pub mod send;
 pub mod serve;
+pub mod watch;
