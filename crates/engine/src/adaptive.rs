@@ -14,8 +14,11 @@
 //! each wait about `L / μ`. To keep the wait near `target`, hold about
 //! `target × μ` events. So:
 //!
-//! - p95 wait above `target × (1 + band)` → shrink toward `target × μ`
-//!   (producers meet a full queue earlier: pushback instead of latency);
+//! - p95 wait above `target × (1 + band)` → shrink toward
+//!   `capacity × target / p95` (the measured correction: it also covers the
+//!   wait behind the batch in flight, which Little's law on the queue alone
+//!   does not see), by at most one step (producers meet a full queue
+//!   earlier: pushback instead of latency);
 //! - the queue filled up (or refused events) while p95 wait stayed below
 //!   `target × (1 − band)` → a burst the consumer can absorb: grow toward
 //!   `target × μ` (at least one step);
@@ -221,18 +224,11 @@ impl AdaptiveCapacity {
         let step = (cap * self.config.max_step).max(1.0);
         let full = c.refused > 0 || c.peak_depth >= self.capacity;
         let wanted = if p95_s > target * (1.0 + self.config.band) {
-            // Too slow: shrink toward what the consumer drains in `target`.
-            if ideal < cap {
-                (cap - step).max(ideal)
-            } else {
-                // The window still holds waits from before the last shrink:
-                // keep shrinking a step only if the queue is actually deep.
-                if c.peak_depth as f64 > ideal {
-                    cap - step
-                } else {
-                    cap
-                }
-            }
+            // Too slow: shrink, by what the measurement says (capacity scaled
+            // by target / p95: the wait grows with what is queued ahead) and
+            // by Little's law (what the consumer drains in `target`),
+            // at most one step at a time.
+            (cap * target / p95_s).max(cap - step)
         } else if full && p95_s < target * (1.0 - self.config.band) {
             // A burst the consumer absorbs in time: grow.
             (cap + step).min(ideal.max(cap + 1.0))

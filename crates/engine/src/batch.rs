@@ -35,6 +35,10 @@ pub struct BatchCollector<T> {
     /// The fixed deadline of the batch being built, set when its first item
     /// was taken.
     deadline: Option<Instant>,
+    /// Also bound a batch by the queue's current capacity (adaptive queues:
+    /// the batch in flight is work admitted ahead of the queue, so a shrunk
+    /// capacity must bound it too, or waits behind it escape the target).
+    bound_by_capacity: bool,
 }
 
 /// A batch: the items taken and how many events they carry.
@@ -57,6 +61,22 @@ impl<T> BatchCollector<T> {
             pending: Vec::new(),
             pending_events: 0,
             deadline: None,
+            bound_by_capacity: false,
+        }
+    }
+
+    /// Bounds each batch by the queue's capacity at the time it is taken, as
+    /// well as by `max_batch`.
+    pub fn bound_by_capacity(mut self, on: bool) -> Self {
+        self.bound_by_capacity = on;
+        self
+    }
+
+    fn limit(&self) -> usize {
+        if self.bound_by_capacity {
+            self.max_batch.min(self.queue.capacity()).max(1)
+        } else {
+            self.max_batch
         }
     }
 
@@ -70,23 +90,24 @@ impl<T> BatchCollector<T> {
     /// A single queued item may carry more than `max_batch` events; it is
     /// released alone rather than split (sub-batches are the unit of reply).
     pub async fn next_batch(&mut self) -> Option<Batch<T>> {
+        let max_batch = self.limit();
         if self.pending.is_empty() {
-            let first = self.queue.pop(self.max_batch).await?;
+            let first = self.queue.pop(max_batch).await?;
             self.pending_events = first.iter().map(|i| i.events).sum();
             self.pending = first;
             self.deadline = Some(Instant::now() + self.max_wait);
         }
-        while self.pending_events < self.max_batch && !self.max_wait.is_zero() {
+        while self.pending_events < max_batch && !self.max_wait.is_zero() {
             // Take what is already there without waiting: under load this is
             // the common case and costs no timer.
-            let more = self.queue.try_pop(self.max_batch - self.pending_events);
+            let more = self.queue.try_pop(max_batch - self.pending_events);
             if !more.is_empty() {
                 self.take(more);
                 continue;
             }
             let deadline = self.deadline.unwrap_or_else(Instant::now);
             tokio::select! {
-                more = self.queue.pop(self.max_batch - self.pending_events) => match more {
+                more = self.queue.pop(max_batch - self.pending_events) => match more {
                     Some(more) => self.take(more),
                     None => break,
                 },

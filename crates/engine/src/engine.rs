@@ -62,8 +62,10 @@ pub struct EngineConfig {
     /// Change-feed buffer: a watcher further behind than this misses changes
     /// (and is told so).
     pub watch_buffer: usize,
-    /// Test hook: busy time per applied event (plays a slow consumer).
+    /// Test hook: time added to every applied event (plays a slow consumer).
     pub apply_delay: Duration,
+    /// With `apply_delay`: burn it as CPU work (`true`) or sleep (`false`).
+    pub apply_delay_busy: bool,
     /// Where the embedded store lives; `None` = in memory only (nothing
     /// survives a restart, and `durable` acks mean `applied`).
     pub data_dir: Option<std::path::PathBuf>,
@@ -98,6 +100,7 @@ impl Default for EngineConfig {
             max_dedup_ids: 1_000_000,
             watch_buffer: 16_384,
             apply_delay: Duration::ZERO,
+            apply_delay_busy: true,
             data_dir: None,
             checkpoint_interval: Duration::from_secs(5),
             checkpoint_batches: 2_000,
@@ -194,6 +197,13 @@ impl EngineBuilder {
     /// Busy time per applied event (tests and lesson checks: a slow consumer).
     pub fn apply_delay(mut self, d: Duration) -> Self {
         self.config.apply_delay = d;
+        self
+    }
+
+    /// With an apply delay: burn it as CPU work (`true`, the default) or
+    /// sleep through it (`false`, an I/O-bound consumer).
+    pub fn apply_delay_busy(mut self, busy: bool) -> Self {
+        self.config.apply_delay_busy = busy;
         self
     }
 
@@ -398,6 +408,7 @@ impl Engine {
                 max_dedup_ids: config.max_dedup_ids,
                 custom_ops: Arc::clone(&custom_ops),
                 apply_delay: config.apply_delay,
+                apply_delay_busy: config.apply_delay_busy,
                 shards: config.shards,
                 stats_window: crate::adaptive::AdaptiveConfig::new(
                     Duration::from_millis(10),
@@ -438,7 +449,8 @@ impl Engine {
                     Arc::clone(&queue),
                     settings.max_batch,
                     settings.max_wait,
-                ),
+                )
+                .bound_by_capacity(config.adaptive.is_some()),
                 requests: req_rx,
                 changes: changes.clone(),
                 metrics: Arc::clone(&metrics),
@@ -572,7 +584,8 @@ impl Engine {
                 }
             }
         }
-        self.admit(events, Some(positions), results, ack, source).await
+        self.admit(events, Some(positions), results, ack, source)
+            .await
     }
 
     /// Admission proper. `events[j]` is the caller's input item
@@ -637,69 +650,86 @@ impl Engine {
             })
         });
         let mut pending = Vec::with_capacity(n_shards);
-        for (s, (indices, shard_indices, bytes)) in per_shard.into_iter().enumerate() {
-            if indices.is_empty() {
+        for (s, (all_indices, all_shard_indices, all_bytes)) in per_shard.into_iter().enumerate() {
+            if all_indices.is_empty() {
                 continue;
             }
-            let n = indices.len();
-            let (reply, rx) = if ack == AckMode::None {
-                (None, None)
-            } else {
-                let (tx, rx) = oneshot::channel();
-                (Some(tx), Some(rx))
-            };
-            let sub = SubBatch {
-                submission: Arc::clone(&submission),
-                indices: shard_indices,
-                source: source.clone(),
-                ack,
-                reply,
-            };
             let queue = &inner.shards[s].queue;
-            let pushed = match inner.config.block_timeout {
-                Some(t) if queue.policy() == OverflowPolicy::Block => {
-                    match tokio::time::timeout(t, queue.push(sub, n, bytes)).await {
-                        Ok(r) => Some(r),
-                        Err(_) => {
-                            queue.count_rejected(n);
-                            None
-                        }
-                    }
-                }
-                _ => Some(queue.push(sub, n, bytes).await),
-            };
-            match pushed {
-                Some(Ok(admitted)) => {
-                    for dropped in admitted.dropped {
-                        let d = dropped.payload;
-                        inner
-                            .admission
-                            .count_n(&EventResult::Overloaded, d.indices.len() as u64);
-                        if let Some(reply) = d.reply {
-                            let _ = reply.send(vec![EventResult::Overloaded; d.indices.len()]);
-                        }
-                    }
-                    match rx {
-                        Some(rx) => pending.push((indices, rx)),
-                        None => {
-                            for i in indices {
-                                results[i as usize] = Some(EventResult::Accepted);
+            // Capacity is counted in events: a sub-batch larger than the
+            // queue's capacity now goes in pieces that each fit, so a small
+            // (e.g. adaptively shrunk) capacity bounds the queue's depth.
+            let cap = queue.snapshot().capacity_events.max(1);
+            let total = all_indices.len();
+            let mut offset = 0;
+            while offset < total {
+                let end = (offset + cap).min(total);
+                let indices = all_indices[offset..end].to_vec();
+                let shard_indices = all_shard_indices[offset..end].to_vec();
+                let n = indices.len();
+                let bytes = if n == total {
+                    all_bytes
+                } else {
+                    all_bytes * n / total
+                };
+                offset = end;
+                let (reply, rx) = if ack == AckMode::None {
+                    (None, None)
+                } else {
+                    let (tx, rx) = oneshot::channel();
+                    (Some(tx), Some(rx))
+                };
+                let sub = SubBatch {
+                    submission: Arc::clone(&submission),
+                    indices: shard_indices,
+                    source: source.clone(),
+                    ack,
+                    reply,
+                };
+                let pushed = match inner.config.block_timeout {
+                    Some(t) if queue.policy() == OverflowPolicy::Block => {
+                        match tokio::time::timeout(t, queue.push(sub, n, bytes)).await {
+                            Ok(r) => Some(r),
+                            Err(_) => {
+                                queue.count_rejected(n);
+                                None
                             }
                         }
                     }
-                }
-                Some(Err(PushError::Closed(_))) => {
-                    for i in indices {
-                        results[i as usize] = Some(EventResult::rejected(
-                            RejectCode::ShuttingDown,
-                            "the engine is shutting down",
-                        ));
+                    _ => Some(queue.push(sub, n, bytes).await),
+                };
+                match pushed {
+                    Some(Ok(admitted)) => {
+                        for dropped in admitted.dropped {
+                            let d = dropped.payload;
+                            inner
+                                .admission
+                                .count_n(&EventResult::Overloaded, d.indices.len() as u64);
+                            if let Some(reply) = d.reply {
+                                let _ = reply.send(vec![EventResult::Overloaded; d.indices.len()]);
+                            }
+                        }
+                        match rx {
+                            Some(rx) => pending.push((indices, rx)),
+                            None => {
+                                for i in indices {
+                                    results[i as usize] = Some(EventResult::Accepted);
+                                }
+                            }
+                        }
                     }
-                }
-                Some(Err(PushError::Full(_))) | None => {
-                    inner.admission.count_n(&EventResult::Overloaded, n as u64);
-                    for i in indices {
-                        results[i as usize] = Some(EventResult::Overloaded);
+                    Some(Err(PushError::Closed(_))) => {
+                        for i in indices {
+                            results[i as usize] = Some(EventResult::rejected(
+                                RejectCode::ShuttingDown,
+                                "the engine is shutting down",
+                            ));
+                        }
+                    }
+                    Some(Err(PushError::Full(_))) | None => {
+                        inner.admission.count_n(&EventResult::Overloaded, n as u64);
+                        for i in indices {
+                            results[i as usize] = Some(EventResult::Overloaded);
+                        }
                     }
                 }
             }

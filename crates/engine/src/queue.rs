@@ -310,6 +310,11 @@ impl<T> ShardQueue<T> {
         out
     }
 
+    /// The capacity in events now.
+    pub fn capacity(&self) -> usize {
+        lock(&self.state).cap_events
+    }
+
     /// Changes the capacity in events (at least 1). Growing wakes waiting
     /// producers; shrinking below the depth drops nothing.
     pub fn set_capacity(&self, cap_events: usize) {

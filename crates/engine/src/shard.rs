@@ -127,8 +127,10 @@ pub(crate) struct ShardSettings {
     pub dedup_window: Duration,
     pub max_dedup_ids: usize,
     pub custom_ops: Arc<FxHashMap<Arc<str>, CustomOp>>,
-    /// Test hook: busy time added to every event's apply.
+    /// Test hook: time added to every event's apply.
     pub apply_delay: Duration,
+    /// Burn `apply_delay` as CPU work (else sleep).
+    pub apply_delay_busy: bool,
     /// How many shards the engine has (names of per-shard source offsets).
     pub shards: usize,
     /// The p95 target used for the stats window when not adaptive.
@@ -273,7 +275,11 @@ impl ShardState {
         want_change: bool,
     ) -> (EventResult, Option<Change>) {
         if !self.settings.apply_delay.is_zero() {
-            busy_wait(self.settings.apply_delay);
+            if self.settings.apply_delay_busy {
+                busy_wait(self.settings.apply_delay);
+            } else {
+                std::thread::sleep(self.settings.apply_delay);
+            }
         }
         if let Some(id) = &event.id
             && self.is_duplicate(&event.key, id, now_ms)

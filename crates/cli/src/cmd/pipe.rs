@@ -37,7 +37,8 @@ const SETTINGS_HELP: &str = "Settings (environment):
   STATECRAFT_QUEUE_CAPACITY   queue capacity in events, all shards together (default 10000)
   STATECRAFT_OVERFLOW         block | reject | drop_oldest | drop_newest (default block)
   STATECRAFT_DATA_DIR         keep state there; acks wait for fsync (default: in memory)
-  STATECRAFT_APPLY_DELAY_US   busy time per applied event (default 0)
+  STATECRAFT_APPLY_DELAY_US   time added to each applied event (default 0)
+  STATECRAFT_APPLY_MODE       sleep (an I/O-bound consumer) or cpu (busy work) (default sleep)
   STATECRAFT_TARGET_WAIT_MS   adaptive capacity: p95 queue wait target (default: fixed capacity)
   STATECRAFT_MIN_CAPACITY     adaptive capacity lower bound
   STATECRAFT_MAX_CAPACITY     adaptive capacity upper bound
@@ -54,6 +55,7 @@ struct Settings {
     overflow: OverflowPolicy,
     data_dir: Option<std::path::PathBuf>,
     apply_delay: Duration,
+    apply_cpu: bool,
     adaptive: Option<(Duration, usize, usize)>,
     partitions: u64,
     owned: Option<Vec<u64>>,
@@ -133,6 +135,12 @@ impl Settings {
                 .filter(|v| !v.is_empty())
                 .map(Into::into),
             apply_delay: Duration::from_micros(env_num("STATECRAFT_APPLY_DELAY_US", 0)?),
+            apply_cpu: match std::env::var("STATECRAFT_APPLY_MODE") {
+                Ok(v) if v.trim() == "cpu" => true,
+                Ok(v) if v.trim().is_empty() || v.trim() == "sleep" => false,
+                Ok(v) => anyhow::bail!("STATECRAFT_APPLY_MODE={v:?} is not sleep or cpu"),
+                Err(_) => false,
+            },
             adaptive,
             partitions,
             owned,
@@ -184,6 +192,7 @@ async fn pipe_main(settings: Settings) -> anyhow::Result<ExitCode> {
         .queue_capacity(settings.shard_capacity())
         .overflow(settings.overflow)
         .apply_delay(settings.apply_delay)
+        .apply_delay_busy(settings.apply_cpu)
         // A short checkpoint cadence keeps restarts after kill -9 quick.
         .checkpoint(Duration::from_millis(500), 200);
     if let Some((target, min, max)) = settings.adaptive {
@@ -306,6 +315,13 @@ async fn handle_line(
         .await?;
         return Ok(());
     };
+    if obj.get("cmd").and_then(Value::as_str) == Some("ping") {
+        // The one command that does not wait for earlier events: it shows
+        // the reader is responsive whatever the workers are doing.
+        let mut line = b"{\"pong\":true}\n".to_vec();
+        write_out(&mut line)?;
+        return Ok(());
+    }
     if obj.contains_key("cmd") {
         flush(pending, settings, engine, ack, out).await?;
         send(out, Out::Command(value)).await?;
@@ -436,43 +452,56 @@ fn answer_line(id: &str, r: &EventResult) -> Value {
     }
 }
 
+/// Writes `buf` to stdout (under its lock) and empties it.
+fn write_out(buf: &mut Vec<u8>) -> std::io::Result<()> {
+    if buf.is_empty() {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(buf)?;
+    out.flush()?;
+    buf.clear();
+    Ok(())
+}
+
 async fn write_answers(
     engine: Engine,
     settings: Settings,
     mut rx: mpsc::Receiver<Out>,
 ) -> anyhow::Result<()> {
-    let mut w = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout());
-    let mut line = Vec::with_capacity(256);
-    let mut write_value = |w: &mut std::io::BufWriter<std::io::Stdout>, v: &Value| {
-        line.clear();
-        // Serializing a Value cannot fail.
-        let _ = serde_json::to_writer(&mut line, v);
-        line.push(b'\n');
-        w.write_all(&line)
+    // Answers are built in a buffer and written to stdout under its lock, so
+    // a `pong` written by the reader never lands inside another line.
+    let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
+    let write_value = |buf: &mut Vec<u8>, v: &Value| -> std::io::Result<()> {
+        // Serializing a Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *buf, v);
+        buf.push(b'\n');
+        Ok(())
     };
+    let w = &mut buf;
     while let Some(item) = rx.recv().await {
         match item {
             Out::Results(ids, ticket) => {
                 let results = ticket.wait().await;
                 for (id, r) in ids.iter().zip(&results) {
-                    write_value(&mut w, &answer_line(id, r))?;
+                    write_value(w, &answer_line(id, r))?;
                 }
             }
             Out::Lines(lines) => {
                 for l in &lines {
-                    write_value(&mut w, l)?;
+                    write_value(w, l)?;
                 }
             }
             Out::Command(cmd) => {
                 let answer = command(&engine, &settings, &cmd).await;
-                write_value(&mut w, &answer)?;
+                write_value(w, &answer)?;
             }
         }
         // Answers go out as soon as they are known: an ack is only useful
         // to the producer once it reads it.
-        w.flush()?;
+        write_out(w)?;
     }
-    w.flush()?;
+    write_out(w)?;
     Ok(())
 }
 
