@@ -74,6 +74,9 @@ pub struct EngineConfig {
     pub checkpoint_interval: Duration,
     /// Checkpoint also after this many logged batches per shard.
     pub checkpoint_batches: u64,
+    /// Checkpoint also after this many bytes of log per shard: what recovery
+    /// replays after a crash, so the bound on time to ready.
+    pub checkpoint_bytes: u64,
     /// Memory budget of each shard's hot-key cache, in bytes (dirty keys are
     /// kept until materialized, whatever the budget).
     pub cache_bytes: usize,
@@ -102,8 +105,9 @@ impl Default for EngineConfig {
             apply_delay: Duration::ZERO,
             apply_delay_busy: true,
             data_dir: None,
-            checkpoint_interval: Duration::from_secs(5),
-            checkpoint_batches: 2_000,
+            checkpoint_interval: Duration::from_secs(1),
+            checkpoint_batches: 1_000,
+            checkpoint_bytes: 16 << 20,
             cache_bytes: 512 << 20,
             adaptive: None,
             max_journal_bytes: 64 << 20,
@@ -230,6 +234,13 @@ impl EngineBuilder {
     /// Adaptive capacity with every setting given.
     pub fn adaptive_config(mut self, config: Option<crate::adaptive::AdaptiveConfig>) -> Self {
         self.config.adaptive = config;
+        self
+    }
+
+    /// Checkpoint also after this many bytes of log per shard (a bound on
+    /// what recovery replays after a crash).
+    pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
+        self.config.checkpoint_bytes = bytes.max(1);
         self
     }
 

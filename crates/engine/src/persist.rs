@@ -240,6 +240,10 @@ pub(crate) struct ShardPersistence {
     /// Seq up to which a checkpoint has been committed to the store.
     confirmed: Arc<AtomicU64>,
     batches_since_checkpoint: u64,
+    /// Log bytes written since the last checkpoint: recovery replays them,
+    /// so they bound the time to ready after a crash.
+    bytes_since_checkpoint: u64,
+    checkpoint_bytes: u64,
     last_checkpoint: Instant,
     checkpoint_interval: Duration,
     checkpoint_batches: u64,
@@ -273,6 +277,8 @@ impl ShardPersistence {
             dirty_offsets: FxHashMap::default(),
             confirmed: Arc::new(AtomicU64::new(next_seq.saturating_sub(1))),
             batches_since_checkpoint: 0,
+            bytes_since_checkpoint: 0,
+            checkpoint_bytes: settings.checkpoint_bytes.max(1),
             last_checkpoint: Instant::now(),
             checkpoint_interval: settings.checkpoint_interval,
             checkpoint_batches: settings.checkpoint_batches.max(1),
@@ -408,6 +414,7 @@ impl ShardPersistence {
             self.next_seq = seq + 1;
             self.last_seq = seq;
             self.batches_since_checkpoint += 1;
+            self.bytes_since_checkpoint += self.record_buf.len() as u64;
         }
         let msg = CommitMsg::Batch {
             shard: self.shard,
@@ -440,6 +447,7 @@ impl ShardPersistence {
     pub fn checkpoint_due(&self) -> bool {
         !self.dirty.is_empty()
             && (self.batches_since_checkpoint >= self.checkpoint_batches
+                || self.bytes_since_checkpoint >= self.checkpoint_bytes
                 || self.last_checkpoint.elapsed() >= self.checkpoint_interval)
     }
 
@@ -448,6 +456,7 @@ impl ShardPersistence {
     pub fn checkpoint(&mut self, map: &mut FxHashMap<CompactString, Entry>) {
         self.last_checkpoint = Instant::now();
         self.batches_since_checkpoint = 0;
+        self.bytes_since_checkpoint = 0;
         if self.dirty.is_empty() && self.dirty_ids.is_empty() && self.dirty_offsets.is_empty() {
             return;
         }
