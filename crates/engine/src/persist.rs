@@ -43,36 +43,45 @@ use compact_str::CompactString;
 use hdrhistogram::Histogram;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
-use statecraft_store::{DedupEntry, KeyState, RecordEncoder, RecoveryReport, Store};
+use statecraft_store::{DedupEntry, KeyState, RecordBuilder, RecoveryReport, Store};
 use tokio::sync::oneshot;
 
 use crate::event::{EventResult, RejectCode};
 use crate::shard::Entry;
 use crate::stats::Summary;
 
-/// What one batch changed, collected while it is applied.
+/// What one batch changed, encoded as it is applied: the after-image of
+/// each change goes straight into the batch's log record (no second lookup
+/// of the key, no copy of its value); a key changed twice in a batch is
+/// written twice and replay keeps the last.
 #[derive(Debug, Default)]
 pub(crate) struct StagedBatch {
     /// The batch's seq in its shard's log (0 without a store).
     pub seq: u64,
-    /// Keys whose after-image goes into the record, each once.
-    pub touched: Vec<CompactString>,
-    /// Idempotency ids consumed: (key, id, expires_at).
+    /// The record being built (`None` without a store).
+    pub record: Option<RecordBuilder>,
+    /// Idempotency ids consumed: (key, id, expires_at), for the checkpoint.
     pub dedup: Vec<(CompactString, Box<str>, u64)>,
     /// Source positions covered by the batch (scale-out mode).
     pub offsets: Vec<(String, u64)>,
 }
 
 impl StagedBatch {
-    /// Records that `key` (whose entry is `entry`) changed in this batch.
+    /// Records `key`'s state after a change (its entry is `entry`).
     pub fn touch(&mut self, key: &str, entry: &mut Entry) {
-        if entry.logged_seq != self.seq {
-            entry.logged_seq = self.seq;
-            self.touched.push(CompactString::from(key));
+        entry.logged_seq = self.seq;
+        if let Some(r) = self.record.as_mut() {
+            match &entry.value {
+                Some(v) => r.put(key, v, entry.version, entry.updated_at, entry.expires_at),
+                None => r.delete(key),
+            }
         }
     }
 
     pub fn dedup(&mut self, key: &str, id: &str, expires_at: u64) {
+        if let Some(r) = self.record.as_mut() {
+            r.dedup(key, id, expires_at);
+        }
         self.dedup
             .push((CompactString::from(key), Box::from(id), expires_at));
     }
@@ -290,8 +299,10 @@ impl ShardPersistence {
 
     /// Starts a batch: its seq.
     pub fn begin(&mut self) -> StagedBatch {
+        let buf = std::mem::take(&mut self.record_buf);
         StagedBatch {
             seq: self.next_seq,
+            record: Some(RecordBuilder::new(buf, self.shard, self.next_seq)),
             ..StagedBatch::default()
         }
     }
@@ -360,70 +371,47 @@ impl ShardPersistence {
     /// after its fsync; with nothing changed the record is empty but the
     /// replies still wait for the next fsync (a `duplicate` answer must not
     /// overtake the durability of the event it duplicates).
-    pub fn commit(
-        &mut self,
-        staged: StagedBatch,
-        map: &FxHashMap<CompactString, Entry>,
-        events: u64,
-        durable: DurableReplies,
-    ) {
+    pub fn commit(&mut self, staged: StagedBatch, events: u64, durable: DurableReplies) {
         let StagedBatch {
             seq,
-            touched,
+            record,
             dedup,
             offsets,
         } = staged;
-        let changed = !touched.is_empty() || !dedup.is_empty() || !offsets.is_empty();
+        let Some(mut record) = record else {
+            return;
+        };
+        for (name, pos) in &offsets {
+            record.offset(name, *pos);
+            let e = self.dirty_offsets.entry(name.clone()).or_insert(*pos);
+            *e = (*e).max(*pos);
+        }
+        for (key, id, exp) in dedup {
+            self.dirty_ids.push(DedupEntry {
+                key: key.to_string(),
+                id: id.into(),
+                expires_at: exp,
+            });
+        }
+        let changed = record.entries() > 0;
+        let mut bytes = record.finish();
         if !changed && durable.is_empty() {
+            self.record_buf = bytes;
             return;
         }
-        self.record_buf.clear();
         if changed {
-            let mut enc = RecordEncoder::new(&mut self.record_buf, self.shard, seq);
-            for key in &touched {
-                match map.get(key.as_str()) {
-                    Some(e) => match &e.value {
-                        Some(v) => {
-                            let state = KeyState {
-                                value: v.clone(),
-                                version: e.version,
-                                updated_at: e.updated_at,
-                                expires_at: e.expires_at,
-                            };
-                            enc.change(key, Some(&state));
-                        }
-                        None => enc.change(key, None),
-                    },
-                    None => enc.change(key, None),
-                }
-            }
-            for (key, id, exp) in &dedup {
-                enc.dedup(key, id, *exp);
-                self.dirty_ids.push(DedupEntry {
-                    key: key.to_string(),
-                    id: id.to_string(),
-                    expires_at: *exp,
-                });
-            }
-            for (name, pos) in &offsets {
-                enc.offset(name, *pos);
-                let e = self.dirty_offsets.entry(name.clone()).or_insert(*pos);
-                *e = (*e).max(*pos);
-            }
-            enc.finish();
             self.next_seq = seq + 1;
             self.last_seq = seq;
             self.batches_since_checkpoint += 1;
-            self.bytes_since_checkpoint += self.record_buf.len() as u64;
+            self.bytes_since_checkpoint += bytes.len() as u64;
+        } else {
+            // Nothing to log, but the replies wait for the next fsync.
+            self.record_buf = std::mem::take(&mut bytes);
         }
         let msg = CommitMsg::Batch {
             shard: self.shard,
             seq,
-            record: if changed {
-                std::mem::take(&mut self.record_buf)
-            } else {
-                Vec::new()
-            },
+            record: bytes,
             events,
             replies: durable,
         };

@@ -711,12 +711,7 @@ impl ShardWorker {
         self.interval.served += batch.events as u64;
         self.interval.busy += apply_time;
         if let Some(p) = self.state.persistence.as_mut() {
-            p.commit(
-                staged,
-                &self.state.map,
-                batch.events as u64,
-                durable_replies,
-            );
+            p.commit(staged, batch.events as u64, durable_replies);
             if p.checkpoint_due() {
                 p.checkpoint(&mut self.state.map);
             }

@@ -82,8 +82,10 @@ pub use checkpoint::{Checkpoint, CheckpointReport};
 pub use error::{Result, StoreError};
 #[doc(hidden)]
 pub use fault::{Fault, FaultInjector};
-pub use record::{DedupEntry, LogRecord, RecordEncoder, decode_record, encode_record};
+pub use record::{
+    DedupEntry, LogRecord, RecordBuilder, RecordEncoder, decode_record, encode_record,
+};
 pub use recovery::RecoveryReport;
-pub use state::{KeyState, decode_state, encode_state};
+pub use state::{KeyState, decode_state, encode_state, encode_state_parts};
 pub use store::{FORMAT_VERSION, MAX_ID_BYTES, MAX_KEY_BYTES, Store, StoreOptions};
 pub use sweep::SweepReport;

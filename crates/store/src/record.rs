@@ -25,7 +25,7 @@
 
 use crate::{
     error::StoreError,
-    state::{KeyState, encode_state, read_state},
+    state::{KeyState, encode_state, encode_state_parts, read_state},
     varint::{Reader, put_bytes, put_varint},
 };
 
@@ -203,6 +203,80 @@ impl<'a> RecordEncoder<'a> {
     }
 }
 
+/// An owned record being built, for a producer that adds changes one at a
+/// time while it applies a batch (the engine's shards): the same format as
+/// [`RecordEncoder`], without borrowing the buffer. A key may be put more than
+/// once in a record; replay keeps the last state (a blind overwrite).
+#[derive(Debug)]
+pub struct RecordBuilder {
+    out: Vec<u8>,
+    entries: usize,
+}
+
+impl RecordBuilder {
+    /// Starts a record for `shard`/`seq`, reusing `buf`'s allocation.
+    pub fn new(mut buf: Vec<u8>, shard: u16, seq: u64) -> Self {
+        buf.clear();
+        buf.push(FORMAT);
+        buf.extend_from_slice(&shard.to_be_bytes());
+        put_varint(&mut buf, seq);
+        Self {
+            out: buf,
+            entries: 0,
+        }
+    }
+
+    /// Records the state of `key` after the change, by its parts.
+    pub fn put(
+        &mut self,
+        key: &str,
+        value: &serde_json::Value,
+        version: u64,
+        updated_at: u64,
+        expires_at: Option<u64>,
+    ) {
+        self.out.push(PUT);
+        put_bytes(&mut self.out, key.as_bytes());
+        encode_state_parts(value, version, updated_at, expires_at, &mut self.out);
+        self.entries += 1;
+    }
+
+    /// Records that `key` was deleted.
+    pub fn delete(&mut self, key: &str) {
+        self.out.push(DELETE);
+        put_bytes(&mut self.out, key.as_bytes());
+        self.entries += 1;
+    }
+
+    /// Records an idempotency id consumed by the batch.
+    pub fn dedup(&mut self, key: &str, id: &str, expires_at: u64) {
+        self.out.push(DEDUP);
+        put_bytes(&mut self.out, key.as_bytes());
+        put_bytes(&mut self.out, id.as_bytes());
+        put_varint(&mut self.out, expires_at);
+        self.entries += 1;
+    }
+
+    /// Records a source position covered by the batch.
+    pub fn offset(&mut self, name: &str, seq: u64) {
+        self.out.push(OFFSET);
+        put_bytes(&mut self.out, name.as_bytes());
+        put_varint(&mut self.out, seq);
+        self.entries += 1;
+    }
+
+    /// Entries added so far.
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+
+    /// Closes the record and returns its bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out.push(END);
+        self.out
+    }
+}
+
 impl Drop for RecordEncoder<'_> {
     /// Writes the end tag if `finish` was not called, so a record is never left open.
     fn drop(&mut self) {
@@ -213,6 +287,39 @@ impl Drop for RecordEncoder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builder_writes_what_the_encoder_writes() {
+        let state = KeyState {
+            value: serde_json::json!({"a": [1, 2.5, "x"]}),
+            version: 7,
+            updated_at: 1_700_000_000_000,
+            expires_at: Some(1_800_000_000_000),
+        };
+        let mut a = Vec::new();
+        {
+            let mut enc = RecordEncoder::new(&mut a, 3, 42);
+            enc.change("k", Some(&state));
+            enc.change("gone", None);
+            enc.dedup("k", "id-1", 9);
+            enc.offset("nats/0", 11);
+            enc.finish();
+        }
+        let mut b = RecordBuilder::new(Vec::with_capacity(8), 3, 42);
+        b.put(
+            "k",
+            &state.value,
+            state.version,
+            state.updated_at,
+            state.expires_at,
+        );
+        b.delete("gone");
+        b.dedup("k", "id-1", 9);
+        b.offset("nats/0", 11);
+        assert_eq!(b.entries(), 4);
+        assert_eq!(b.finish(), a);
+    }
+
     use crate::state::tests::arb_state;
     use proptest::prelude::*;
 

@@ -66,16 +66,35 @@ const RESERVED_BITS: u8 = 0xE0;
 
 /// Appends the binary form of `state` to `out`.
 pub fn encode_state(state: &KeyState, out: &mut Vec<u8>) {
+    encode_state_parts(
+        &state.value,
+        state.version,
+        state.updated_at,
+        state.expires_at,
+        out,
+    );
+}
+
+/// Appends the binary form of a state given by its parts (no `KeyState` to
+/// build, so the caller's value is not cloned): the same bytes as
+/// [`encode_state`].
+pub fn encode_state_parts(
+    value: &Value,
+    version: u64,
+    updated_at: u64,
+    expires_at: Option<u64>,
+    out: &mut Vec<u8>,
+) {
     let header_at = out.len();
     out.push(0);
-    put_varint(out, state.version);
-    put_varint(out, state.updated_at);
+    put_varint(out, version);
+    put_varint(out, updated_at);
     let mut header = 0u8;
-    if let Some(e) = state.expires_at {
+    if let Some(e) = expires_at {
         header |= FLAG_EXPIRES;
         put_varint(out, e);
     }
-    header |= match &state.value {
+    header |= match value {
         Value::Null => TAG_NULL,
         Value::Bool(false) => TAG_FALSE,
         Value::Bool(true) => TAG_TRUE,
