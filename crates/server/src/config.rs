@@ -95,6 +95,16 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// Help text ending in `[default: VALUE]`, with the value taken from the
+/// engine's own defaults (so `--help` cannot drift from them).
+fn dflt(text: &str, value: impl std::fmt::Display) -> String {
+    format!("{text} [default: {value}]")
+}
+
+fn engine_default() -> EngineConfig {
+    EngineConfig::default()
+}
+
 /// `statecraft serve`'s arguments: every setting optional, so that what is
 /// unset can come from the next source. The same struct is the TOML file's
 /// schema (keys are the flag names with underscores; an unknown key is an
@@ -128,12 +138,14 @@ pub struct ServeArgs {
     #[arg(long, env = "STATECRAFT_SHARDS", value_name = "N")]
     pub shards: Option<usize>,
 
-    /// Queue capacity per shard, in events [default: 65536].
-    #[arg(long, env = "STATECRAFT_QUEUE_CAPACITY", value_name = "EVENTS")]
+    /// Queue capacity per shard, in events.
+    #[arg(long, env = "STATECRAFT_QUEUE_CAPACITY", value_name = "EVENTS",
+        help = dflt("Queue capacity per shard, in events", engine_default().queue_capacity))]
     pub queue_capacity: Option<usize>,
 
-    /// Queue capacity per shard, in bytes [default: 268435456].
-    #[arg(long, env = "STATECRAFT_QUEUE_CAPACITY_BYTES", value_name = "BYTES")]
+    /// Queue capacity per shard, in bytes.
+    #[arg(long, env = "STATECRAFT_QUEUE_CAPACITY_BYTES", value_name = "BYTES",
+        help = dflt("Queue capacity per shard, in bytes", engine_default().queue_capacity_bytes))]
     pub queue_capacity_bytes: Option<usize>,
 
     /// What a full queue does: block, reject, drop_oldest, drop_newest [default: block].
@@ -145,48 +157,79 @@ pub struct ServeArgs {
     #[arg(long, env = "STATECRAFT_BLOCK_TIMEOUT_MS", value_name = "MS")]
     pub block_timeout_ms: Option<u64>,
 
-    /// Most events per batch [default: 4096].
-    #[arg(long, env = "STATECRAFT_MAX_BATCH", value_name = "EVENTS")]
+    /// Most events per batch.
+    #[arg(long, env = "STATECRAFT_MAX_BATCH", value_name = "EVENTS",
+        help = dflt("Most events per batch", engine_default().max_batch))]
     pub max_batch: Option<usize>,
 
-    /// Longest a batch waits for more events after its first, µs [default: 200].
-    #[arg(long, env = "STATECRAFT_MAX_WAIT_US", value_name = "US")]
+    /// Longest a batch waits for more events after its first, µs.
+    #[arg(long, env = "STATECRAFT_MAX_WAIT_US", value_name = "US",
+        help = dflt("Longest a batch waits for more events after its first, µs", engine_default().max_wait.as_micros()))]
     pub max_wait_us: Option<u64>,
 
     /// Default ack mode: durable, applied, none [default: durable].
     #[arg(long, env = "STATECRAFT_ACK", value_name = "MODE")]
     pub ack: Option<String>,
 
-    /// Checkpoint each shard's dirty keys at least this often, ms [default: 5000].
-    #[arg(long, env = "STATECRAFT_CHECKPOINT_INTERVAL_MS", value_name = "MS")]
+    /// Checkpoint each shard's dirty keys at least this often, ms.
+    #[arg(long, env = "STATECRAFT_CHECKPOINT_INTERVAL_MS", value_name = "MS",
+        help = dflt("Checkpoint each shard's dirty keys at least this often, ms", engine_default().checkpoint_interval.as_millis()))]
     pub checkpoint_interval_ms: Option<u64>,
 
-    /// Checkpoint also after this many logged batches per shard [default: 2000].
-    #[arg(long, env = "STATECRAFT_CHECKPOINT_BATCHES", value_name = "N")]
+    /// Checkpoint also after this many logged batches per shard.
+    #[arg(long, env = "STATECRAFT_CHECKPOINT_BATCHES", value_name = "N",
+        help = dflt("Checkpoint also after this many logged batches per shard", engine_default().checkpoint_batches))]
     pub checkpoint_batches: Option<u64>,
 
-    /// Hot-key cache budget per shard, bytes [default: 536870912].
-    #[arg(long, env = "STATECRAFT_CACHE_BYTES", value_name = "BYTES")]
+    /// Checkpoint also after this many bytes logged per shard.
+    #[arg(
+        long,
+        env = "STATECRAFT_CHECKPOINT_BYTES",
+        value_name = "BYTES",
+        help = dflt("Checkpoint also after this many bytes logged per shard", engine_default().checkpoint_bytes)
+    )]
+    pub checkpoint_bytes: Option<u64>,
+
+    /// Adaptive queue capacity: the p95 queue wait to hold, µs; 0 = fixed
+    /// capacity [default: 0].
+    #[arg(long, env = "STATECRAFT_ADAPTIVE_TARGET_US", value_name = "US")]
+    pub adaptive_target_us: Option<u64>,
+
+    /// Adaptive capacity: smallest queue capacity per shard, events [default: 1024].
+    #[arg(long, env = "STATECRAFT_ADAPTIVE_MIN", value_name = "EVENTS")]
+    pub adaptive_min: Option<usize>,
+
+    /// Adaptive capacity: largest queue capacity per shard, events [default: the queue capacity].
+    #[arg(long, env = "STATECRAFT_ADAPTIVE_MAX", value_name = "EVENTS")]
+    pub adaptive_max: Option<usize>,
+
+    /// Hot-key cache budget per shard, bytes.
+    #[arg(long, env = "STATECRAFT_CACHE_BYTES", value_name = "BYTES",
+        help = dflt("Hot-key cache budget per shard, bytes", engine_default().cache_bytes))]
     pub cache_bytes: Option<usize>,
 
-    /// How long an idempotency id is remembered, seconds [default: 86400].
-    #[arg(long, env = "STATECRAFT_DEDUP_WINDOW_S", value_name = "S")]
+    /// How long an idempotency id is remembered, seconds.
+    #[arg(long, env = "STATECRAFT_DEDUP_WINDOW_S", value_name = "S",
+        help = dflt("How long an idempotency id is remembered, seconds", engine_default().dedup_window.as_secs()))]
     pub dedup_window_s: Option<u64>,
 
     /// Largest HTTP body and TCP frame, bytes [default: 16777216].
     #[arg(long, env = "STATECRAFT_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
 
-    /// Longest key, bytes [default: 1024].
-    #[arg(long, env = "STATECRAFT_MAX_KEY_BYTES", value_name = "BYTES")]
+    /// Longest key, bytes.
+    #[arg(long, env = "STATECRAFT_MAX_KEY_BYTES", value_name = "BYTES",
+        help = dflt("Longest key, bytes", Limits::DEFAULT.max_key_bytes))]
     pub max_key_bytes: Option<usize>,
 
-    /// Largest value (estimated serialized size), bytes [default: 1048576].
-    #[arg(long, env = "STATECRAFT_MAX_VALUE_BYTES", value_name = "BYTES")]
+    /// Largest value (estimated serialized size), bytes.
+    #[arg(long, env = "STATECRAFT_MAX_VALUE_BYTES", value_name = "BYTES",
+        help = dflt("Largest value (estimated serialized size), bytes", Limits::DEFAULT.max_value_bytes))]
     pub max_value_bytes: Option<usize>,
 
-    /// Deepest nesting an event may write into a key (at most 100) [default: 64].
-    #[arg(long, env = "STATECRAFT_MAX_DEPTH", value_name = "LEVELS")]
+    /// Deepest nesting an event may write into a key (at most 100).
+    #[arg(long, env = "STATECRAFT_MAX_DEPTH", value_name = "LEVELS",
+        help = dflt("Deepest nesting an event may write into a key (at most 100)", Limits::DEFAULT.max_depth))]
     pub max_depth: Option<usize>,
 
     /// Most TCP connections, and most HTTP requests in progress, at once [default: 1024].
@@ -235,6 +278,37 @@ pub struct ServeArgs {
         hide = true
     )]
     pub apply_delay_us: Option<u64>,
+
+    /// Run as a cluster node on NATS JetStream at this URL (scale-out mode,
+    /// docs/scale-out.md) [default: none: single node].
+    #[arg(long, env = "STATECRAFT_NATS", value_name = "URL")]
+    pub nats: Option<String>,
+
+    /// Cluster node id, [A-Za-z0-9_-], stable across restarts [default: HOSTNAME-HTTPPORT].
+    #[arg(long, env = "STATECRAFT_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
+
+    /// Partitions of the event stream; fixed when the stream is created [default: 16].
+    #[arg(long, env = "STATECRAFT_PARTITIONS", value_name = "N")]
+    pub partitions: Option<u32>,
+
+    /// Replicas of the NATS stream and KV buckets [default: 1].
+    #[arg(long, env = "STATECRAFT_NATS_REPLICAS", value_name = "N")]
+    pub nats_replicas: Option<usize>,
+
+    /// Partition lease TTL: a silent node's partitions move after this, ms [default: 10000].
+    #[arg(long, env = "STATECRAFT_LEASE_TTL_MS", value_name = "MS")]
+    pub lease_ttl_ms: Option<u64>,
+
+    /// Test hook: pause between a batch's local commit and its changelog
+    /// commit in cluster mode, ms [default: 0].
+    #[arg(
+        long,
+        env = "STATECRAFT_CLUSTER_COMMIT_DELAY_MS",
+        value_name = "MS",
+        hide = true
+    )]
+    pub cluster_commit_delay_ms: Option<u64>,
 }
 
 macro_rules! or_fields {
@@ -266,6 +340,10 @@ impl ServeArgs {
             ack,
             checkpoint_interval_ms,
             checkpoint_batches,
+            checkpoint_bytes,
+            adaptive_target_us,
+            adaptive_min,
+            adaptive_max,
             cache_bytes,
             dedup_window_s,
             max_body_bytes,
@@ -281,6 +359,12 @@ impl ServeArgs {
             log_level,
             shutdown_grace_ms,
             apply_delay_us,
+            nats,
+            node_id,
+            partitions,
+            nats_replicas,
+            lease_ttl_ms,
+            cluster_commit_delay_ms,
         )
     }
 
@@ -291,6 +375,32 @@ impl ServeArgs {
             message: e.to_string().trim_end().to_owned(),
         })
     }
+}
+
+/// `HOSTNAME-PORT`, keeping only the characters a node id may hold.
+fn default_node_id(port: u16) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_else(|| "node".to_owned());
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    let host = if host.is_empty() {
+        "node".to_owned()
+    } else {
+        host
+    };
+    format!("{host}-{port}")
 }
 
 /// Every setting of `statecraft serve`, resolved and validated.
@@ -322,6 +432,10 @@ pub struct ServeConfig {
     pub checkpoint_interval: Duration,
     /// Checkpoint after this many batches per shard.
     pub checkpoint_batches: u64,
+    /// Checkpoint after this many logged bytes per shard.
+    pub checkpoint_bytes: u64,
+    /// Adaptive capacity: `(target p95 wait, min, max)`; `None` = fixed.
+    pub adaptive: Option<(Duration, usize, usize)>,
     /// Hot-key cache per shard, bytes.
     pub cache_bytes: usize,
     /// Idempotency window.
@@ -348,6 +462,9 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// Test hook: busy time per applied event.
     pub apply_delay: Duration,
+    /// Cluster mode (`--nats`): the node's settings; `None` = single node.
+    /// Its `http_addr` is filled in by the server once HTTP is bound.
+    pub cluster: Option<statecraft_cluster::ClusterConfig>,
 }
 
 impl Default for ServeConfig {
@@ -367,6 +484,8 @@ impl Default for ServeConfig {
             ack: AckMode::Durable,
             checkpoint_interval: engine.checkpoint_interval,
             checkpoint_batches: engine.checkpoint_batches,
+            checkpoint_bytes: engine.checkpoint_bytes,
+            adaptive: None,
             cache_bytes: engine.cache_bytes,
             dedup_window: engine.dedup_window,
             max_body_bytes: 16 << 20,
@@ -380,6 +499,7 @@ impl Default for ServeConfig {
             log_level: "info".to_owned(),
             shutdown_grace: Duration::from_secs(30),
             apply_delay: Duration::ZERO,
+            cluster: None,
         }
     }
 }
@@ -467,6 +587,19 @@ impl ServeConfig {
                 .checkpoint_interval_ms
                 .map_or(d.checkpoint_interval, Duration::from_millis),
             checkpoint_batches: args.checkpoint_batches.unwrap_or(d.checkpoint_batches),
+            checkpoint_bytes: args.checkpoint_bytes.unwrap_or(d.checkpoint_bytes),
+            adaptive: match args.adaptive_target_us {
+                None | Some(0) => None,
+                Some(us) => {
+                    let queue = args.queue_capacity.unwrap_or(d.queue_capacity);
+                    let min = args.adaptive_min.unwrap_or(1024.min(queue));
+                    Some((
+                        Duration::from_micros(us),
+                        min,
+                        args.adaptive_max.unwrap_or(queue),
+                    ))
+                }
+            },
             cache_bytes: args.cache_bytes.unwrap_or(d.cache_bytes),
             dedup_window: args
                 .dedup_window_s
@@ -490,13 +623,39 @@ impl ServeConfig {
             apply_delay: args
                 .apply_delay_us
                 .map_or(d.apply_delay, Duration::from_micros),
+            cluster: None,
         };
+        let mut config = config;
+        if let Some(url) = args.nats.filter(|u| !u.is_empty()) {
+            let node_id = args
+                .node_id
+                .unwrap_or_else(|| default_node_id(config.http.port()));
+            let mut c = statecraft_cluster::ClusterConfig::new(url, node_id);
+            if let Some(p) = args.partitions {
+                c.partitions = p;
+            }
+            if let Some(r) = args.nats_replicas {
+                c.replicas = r;
+            }
+            if let Some(ms) = args.lease_ttl_ms {
+                c.lease_ttl = Duration::from_millis(ms);
+            }
+            if let Some(ms) = args.cluster_commit_delay_ms {
+                c.commit_delay = Duration::from_millis(ms);
+            }
+            c.max_batch = config.max_batch;
+            c.dedup_window = Duration::from_secs(120);
+            config.cluster = Some(c);
+        }
         config.validate()?;
         Ok(config)
     }
 
     /// Checks every setting; the first bad one is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(c) = &self.cluster {
+            c.validate().map_err(|e| invalid("nats", e.to_string()))?;
+        }
         fn range(setting: &'static str, v: usize, lo: usize, hi: usize) -> Result<(), ConfigError> {
             if v < lo || v > hi {
                 return Err(invalid(setting, format!("{v} is outside {lo}..={hi}")));
@@ -541,6 +700,14 @@ impl ServeConfig {
             1,
             usize::MAX,
         )?;
+        if let Some((_, min, max)) = self.adaptive
+            && (min == 0 || min > max)
+        {
+            return Err(invalid(
+                "adaptive_min",
+                format!("needs 1 <= adaptive_min ({min}) <= adaptive_max ({max})"),
+            ));
+        }
         if self.max_wait > Duration::from_secs(10) {
             return Err(invalid("max_wait_us", "at most 10 s (10000000 µs)"));
         }
@@ -582,6 +749,10 @@ impl ServeConfig {
             data_dir: self.data_dir.clone(),
             checkpoint_interval: self.checkpoint_interval,
             checkpoint_batches: self.checkpoint_batches,
+            checkpoint_bytes: self.checkpoint_bytes,
+            adaptive: self.adaptive.map(|(target, min, max)| {
+                statecraft_engine::adaptive::AdaptiveConfig::new(target, min, max)
+            }),
             cache_bytes: self.cache_bytes,
             ..EngineConfig::default()
         }
@@ -628,6 +799,7 @@ mod tests {
             "[default: durable]".to_owned(),
             format!("[default: {}]", e.checkpoint_interval.as_millis()),
             format!("[default: {}]", e.checkpoint_batches),
+            format!("[default: {}]", e.checkpoint_bytes),
             format!("[default: {}]", e.cache_bytes),
             format!("[default: {}]", e.dedup_window.as_secs()),
             format!("[default: {}]", c.max_body_bytes),

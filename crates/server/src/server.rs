@@ -106,6 +106,9 @@ pub(crate) struct Shared {
     /// HTTP request slots: `max_connections` permits; a request holds one
     /// until its response is produced; none left = 503. Never closed.
     pub http_slots: Arc<Semaphore>,
+    /// Cluster mode: the node's handle, set by the opener before the engine
+    /// is announced ready (so a handler that sees the engine sees it too).
+    pub cluster: std::sync::OnceLock<statecraft_cluster::ClusterHandle>,
 }
 
 impl Shared {
@@ -181,6 +184,7 @@ impl Server {
             engine: engine_rx,
             started: Instant::now(),
             counters: ServerCounters::default(),
+            cluster: std::sync::OnceLock::new(),
             config,
         });
 
@@ -191,10 +195,31 @@ impl Server {
         let builder = Engine::builder().config(shared.config.engine_config());
         let data_dir = shared.config.data_dir.clone();
         let opener_fail = fail_tx.clone();
+        let cluster_config = shared.config.cluster.clone().map(|mut c| {
+            c.http_addr = http_addr.to_string();
+            c
+        });
+        let opener_shared = Arc::clone(&shared);
         let opener = tokio::spawn(async move {
             let began = Instant::now();
             tracing::info!(data_dir = ?data_dir, "opening the engine");
-            match builder.open().await {
+            let opened = match builder.open().await {
+                Ok(engine) => match cluster_config {
+                    None => Ok(engine),
+                    Some(c) => match statecraft_cluster::Cluster::start(c, engine.clone()).await {
+                        Ok(handle) => {
+                            let _ = opener_shared.cluster.set(handle);
+                            Ok(engine)
+                        }
+                        Err(e) => {
+                            let _ = engine.shutdown().await;
+                            Err(e.to_string())
+                        }
+                    },
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            match opened {
                 Ok(engine) => {
                     tracing::info!(
                         shards = engine.shard_count(),
@@ -205,8 +230,8 @@ impl Server {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "the engine failed to start");
-                    engine_tx.send_replace(EngineState::Failed(Arc::from(e.to_string())));
-                    let _ = opener_fail.try_send(ServerError::EngineStart(e.to_string()));
+                    engine_tx.send_replace(EngineState::Failed(Arc::from(e.as_str())));
+                    let _ = opener_fail.try_send(ServerError::EngineStart(e));
                 }
             }
         });
@@ -327,6 +352,13 @@ impl RunningServer {
         );
         // The engine may still be opening: wait for the verdict.
         let _ = (&mut self.opener).await;
+        // Cluster mode: finish the partitions' batches, commit, ack and
+        // release the leases before the engine drains.
+        if let Some(cluster) = self.shared.cluster.get()
+            && let Err(e) = cluster.shutdown().await
+        {
+            tracing::error!(error = %e, "shutdown: leaving the cluster failed");
+        }
         let engine = self.shared.engine();
         match engine {
             Some(engine) => {

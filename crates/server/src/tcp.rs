@@ -156,6 +156,12 @@ enum Outgoing {
     Ticket { seq: u32, ticket: Ticket },
     /// An error (a malformed frame's answer, or the last word before closing).
     Error(ErrorFrame),
+    /// Cluster mode: events being published to the stream; `n` of them.
+    Published {
+        seq: u32,
+        n: usize,
+        results: tokio::task::JoinHandle<Vec<statecraft_engine::EventResult>>,
+    },
 }
 
 struct Connection {
@@ -344,6 +350,29 @@ impl Connection {
                         continue;
                     };
                     let ack = ev.ack.unwrap_or(default_ack);
+                    if let Some(cluster) = self.shared.cluster.get() {
+                        // Cluster mode: into the stream (docs/scale-out.md).
+                        let cluster = cluster.clone();
+                        let n = items.len();
+                        let results = tokio::spawn(async move {
+                            match cluster.publish(items, ack).await {
+                                Ok(r) => r,
+                                Err(e) => vec![
+                                    statecraft_engine::EventResult::rejected(
+                                        statecraft_engine::RejectCode::StoreUnavailable,
+                                        e.to_string(),
+                                    );
+                                    n
+                                ],
+                            }
+                        });
+                        slot.send(Outgoing::Published {
+                            seq: ev.seq,
+                            n,
+                            results,
+                        });
+                        continue;
+                    }
                     match engine.enqueue_decoded(items, ack).await {
                         Ok(ticket) => slot.send(Outgoing::Ticket {
                             seq: ev.seq,
@@ -395,6 +424,25 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, sh
                         results.await
                     }
                 };
+                protocol::put_ack_frame(&mut buf, seq, &results);
+                shared.counters.tcp_frames.fetch_add(1, Ordering::Relaxed);
+            }
+            Outgoing::Published { seq, n, results } => {
+                if !buf.is_empty() {
+                    if wr.write_all(&buf).await.is_err() {
+                        return;
+                    }
+                    buf.clear();
+                }
+                let results = results.await.unwrap_or_else(|e| {
+                    vec![
+                        statecraft_engine::EventResult::rejected(
+                            statecraft_engine::RejectCode::StoreUnavailable,
+                            format!("publishing failed: {e}"),
+                        );
+                        n
+                    ]
+                });
                 protocol::put_ack_frame(&mut buf, seq, &results);
                 shared.counters.tcp_frames.fetch_add(1, Ordering::Relaxed);
             }

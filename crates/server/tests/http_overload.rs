@@ -17,7 +17,7 @@ fn slow(overflow: OverflowPolicy) -> ServeConfig {
         max_batch: 1,
         overflow,
         block_timeout: Some(Duration::from_millis(100)),
-        apply_delay: Duration::from_millis(50),
+        apply_delay: Duration::from_millis(100),
         ..config()
     }
 }
@@ -32,7 +32,7 @@ fn ndjson(n: usize, prefix: &str) -> String {
 async fn reject_policy_answers_429_when_nothing_fits() {
     let running = start(slow(OverflowPolicy::Reject)).await;
     let base = running.http_url();
-    // The worker takes the first 4 (busy 200 ms); the next 4 fill the queue.
+    // The worker takes the first 4 (busy 400 ms); the next 4 fill the queue.
     // ack=none so that these requests return at once.
     for round in 0..2 {
         let (st, _) = post_events(
@@ -63,7 +63,7 @@ async fn reject_policy_answers_429_when_nothing_fits() {
 async fn block_policy_answers_503_after_the_timeout() {
     let running = start(slow(OverflowPolicy::Block)).await;
     let base = running.http_url();
-    // The worker is busy with 4 events for 200 ms and 4 more fill the
+    // The worker is busy with 4 events for 400 ms and 4 more fill the
     // queue: the next request waits the whole block timeout (100 ms).
     for round in 0..2 {
         let (st, _) = post_events(

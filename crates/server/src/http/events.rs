@@ -177,11 +177,25 @@ async fn handle(
         )
         .with("reject_code", serde_json::Value::from(r.code.as_str()))
     })?;
-    let ticket = engine
-        .enqueue_decoded(items, ack)
-        .await
-        .map_err(|e| Problem::engine(&e))?;
-    let results = ticket.wait().await;
+    let results = match shared.cluster.get() {
+        // Cluster mode: into the stream; the partition's owner applies it.
+        Some(cluster) => cluster.publish(items, ack).await.map_err(|e| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cluster-unavailable",
+                "Cluster unavailable",
+                e.to_string(),
+            )
+            .retry_after(1)
+        })?,
+        None => {
+            let ticket = engine
+                .enqueue_decoded(items, ack)
+                .await
+                .map_err(|e| Problem::engine(&e))?;
+            ticket.wait().await
+        }
+    };
     let all_overloaded =
         !results.is_empty() && results.iter().all(|r| matches!(r, EventResult::Overloaded));
     if all_overloaded {

@@ -218,6 +218,12 @@ async fn stats(State(shared): State<AppState>) -> Response {
             "server".into(),
             serde_json::to_value(shared.counters.snapshot()).unwrap_or(Value::Null),
         );
+        if let Some(cluster) = shared.cluster.get() {
+            m.insert(
+                "cluster".into(),
+                serde_json::to_value(cluster.stats()).unwrap_or(Value::Null),
+            );
+        }
     }
     axum::Json(v).into_response()
 }

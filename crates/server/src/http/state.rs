@@ -50,7 +50,21 @@ pub(crate) async fn get_key(
 ) -> Result<axum::Json<StateRecord>, Problem> {
     let engine = engine_or_problem(&shared)?;
     let key = key_from(path, shared.config.limits.max_key_bytes)?;
-    match engine.get(&key).await {
+    // Cluster mode: the key's owner answers (this node, or proxied to the
+    // owner over NATS request/reply — not a redirect; docs/scale-out.md).
+    let read = match shared.cluster.get() {
+        Some(cluster) => cluster.get(&key).await.map_err(|e| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "owner-unavailable",
+                "The key's owner is unavailable",
+                e.to_string(),
+            )
+            .retry_after(1)
+        })?,
+        None => engine.get(&key).await.map_err(|e| Problem::engine(&e))?,
+    };
+    match Ok::<_, statecraft_engine::EngineError>(read) {
         Ok(Some(record)) => Ok(axum::Json(record)),
         Ok(None) => Err(Problem::new(
             StatusCode::NOT_FOUND,
@@ -83,10 +97,21 @@ pub(crate) async fn delete_key(
     let ack = parse_ack(query.ack.as_deref(), shared.config.ack)?;
     let mut event = Event::new(key, Op::Delete);
     event.if_version = query.if_version;
-    let results = engine
-        .submit_with(vec![event], ack)
-        .await
-        .map_err(|e| Problem::engine(&e))?;
+    let results = match shared.cluster.get() {
+        Some(cluster) => cluster.publish(vec![Ok(event)], ack).await.map_err(|e| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cluster-unavailable",
+                "Cluster unavailable",
+                e.to_string(),
+            )
+            .retry_after(1)
+        })?,
+        None => engine
+            .submit_with(vec![event], ack)
+            .await
+            .map_err(|e| Problem::engine(&e))?,
+    };
     let result = results
         .into_iter()
         .next()
