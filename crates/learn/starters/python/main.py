@@ -16,6 +16,7 @@ import asyncio
 import collections
 import json
 import os
+import stat
 import sys
 import time
 
@@ -106,8 +107,12 @@ class Program:
                 self.drained.set()
 
     def reply(self, objects):
-        sys.stdout.write("".join(json.dumps(o) + "\n" for o in objects))
-        sys.stdout.flush()
+        try:
+            sys.stdout.write("".join(json.dumps(o) + "\n" for o in objects))
+            sys.stdout.flush()
+        except BrokenPipeError:
+            log("stdout was closed: nobody is reading the replies, exiting")
+            os._exit(1)
 
     async def command(self, cmd):
         await self.drained.wait()  # every earlier event has its reply
@@ -129,7 +134,12 @@ class Program:
     async def run(self):
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=1 << 20)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        if stat.S_ISREG(os.fstat(sys.stdin.fileno()).st_mode):
+            # A file (`python3 main.py < events.ndjson`): pipe transports refuse files.
+            reader.feed_data(sys.stdin.buffer.read())
+            reader.feed_eof()
+        else:
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         workers = [asyncio.create_task(self.worker(q)) for q in self.queues]
         while True:
             line = await reader.readline()
