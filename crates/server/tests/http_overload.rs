@@ -22,6 +22,25 @@ fn slow(overflow: OverflowPolicy) -> ServeConfig {
     }
 }
 
+/// Waits until every shard's queue is empty: the worker took what was
+/// queued (and is now busy applying it).
+async fn wait_taken(base: &str) {
+    for _ in 0..200 {
+        let (_, stats) = get_json(base, "/v1/stats").await;
+        let queued: u64 = stats["shards"]
+            .as_array()
+            .expect("shards")
+            .iter()
+            .map(|s| s["depth"].as_u64().expect("depth"))
+            .sum();
+        if queued == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("the worker never took the queued events");
+}
+
 fn ndjson(n: usize, prefix: &str) -> String {
     (0..n)
         .map(|i| format!("{{\"key\":\"{prefix}{i}\",\"op\":\"incr\"}}\n"))
@@ -43,6 +62,9 @@ async fn reject_policy_answers_429_when_nothing_fits() {
         )
         .await;
         assert_eq!(st, 200);
+        if round == 0 {
+            wait_taken(&base).await;
+        }
     }
     let resp = http()
         .post(format!("{base}/v1/events"))
@@ -74,6 +96,9 @@ async fn block_policy_answers_503_after_the_timeout() {
         )
         .await;
         assert_eq!(st, 200);
+        if round == 0 {
+            wait_taken(&base).await;
+        }
     }
     let resp = http()
         .post(format!("{base}/v1/events"))
@@ -113,7 +138,10 @@ async fn partly_overloaded_is_200_with_per_event_statuses() {
     let fill: String = (0..4)
         .map(|_| format!("{{\"key\":\"{a}\",\"op\":\"incr\"}}\n"))
         .collect();
-    for _ in 0..2 {
+    for round in 0..2 {
+        if round == 1 {
+            wait_taken(&base).await;
+        }
         assert_eq!(
             post_events(&base, "?ack=none", "application/x-ndjson", fill.clone())
                 .await
