@@ -95,6 +95,9 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// The adaptive controller's default p95 queue-wait target (`--target-wait-ms`).
+const DEFAULT_TARGET_WAIT: Duration = Duration::from_millis(10);
+
 /// Help text ending in `[default: VALUE]`, with the value taken from the
 /// engine's own defaults (so `--help` cannot drift from them).
 fn dflt(text: &str, value: impl std::fmt::Display) -> String {
@@ -196,12 +199,33 @@ pub struct ServeArgs {
     pub adaptive_target_us: Option<u64>,
 
     /// Adaptive capacity: smallest queue capacity per shard, events [default: 1024].
-    #[arg(long, env = "STATECRAFT_ADAPTIVE_MIN", value_name = "EVENTS")]
+    #[arg(
+        long,
+        visible_alias = "min-capacity",
+        env = "STATECRAFT_ADAPTIVE_MIN",
+        value_name = "EVENTS"
+    )]
     pub adaptive_min: Option<usize>,
 
     /// Adaptive capacity: largest queue capacity per shard, events [default: the queue capacity].
-    #[arg(long, env = "STATECRAFT_ADAPTIVE_MAX", value_name = "EVENTS")]
+    #[arg(
+        long,
+        visible_alias = "max-capacity",
+        env = "STATECRAFT_ADAPTIVE_MAX",
+        value_name = "EVENTS"
+    )]
     pub adaptive_max: Option<usize>,
+
+    /// Adaptive queue capacity on or off: each shard queue resizes itself
+    /// between --min-capacity and --max-capacity to hold its p95 wait near
+    /// --target-wait-ms (docs/adaptive-queue.md) [default: false].
+    #[arg(long, env = "STATECRAFT_ADAPTIVE", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub adaptive: Option<bool>,
+
+    /// Adaptive capacity: the p95 queue wait to hold, ms (--adaptive-target-us,
+    /// when given, is the finer spelling and wins) [default: 10].
+    #[arg(long, env = "STATECRAFT_TARGET_WAIT_MS", value_name = "MS")]
+    pub target_wait_ms: Option<u64>,
 
     /// Hot-key cache budget per shard, bytes.
     #[arg(long, env = "STATECRAFT_CACHE_BYTES", value_name = "BYTES",
@@ -344,6 +368,8 @@ impl ServeArgs {
             adaptive_target_us,
             adaptive_min,
             adaptive_max,
+            adaptive,
+            target_wait_ms,
             cache_bytes,
             dedup_window_s,
             max_body_bytes,
@@ -588,16 +614,19 @@ impl ServeConfig {
                 .map_or(d.checkpoint_interval, Duration::from_millis),
             checkpoint_batches: args.checkpoint_batches.unwrap_or(d.checkpoint_batches),
             checkpoint_bytes: args.checkpoint_bytes.unwrap_or(d.checkpoint_bytes),
-            adaptive: match args.adaptive_target_us {
-                None | Some(0) => None,
-                Some(us) => {
+            // On with --adaptive, or with a non-zero --adaptive-target-us;
+            // an explicit --adaptive=false wins.
+            adaptive: match (args.adaptive, args.adaptive_target_us.filter(|&us| us > 0)) {
+                (Some(false), _) | (None, None) => None,
+                (Some(true), us) | (None, us @ Some(_)) => {
+                    let target = match (us, args.target_wait_ms) {
+                        (Some(us), _) => Duration::from_micros(us),
+                        (None, Some(ms)) => Duration::from_millis(ms),
+                        (None, None) => DEFAULT_TARGET_WAIT,
+                    };
                     let queue = args.queue_capacity.unwrap_or(d.queue_capacity);
                     let min = args.adaptive_min.unwrap_or(1024.min(queue));
-                    Some((
-                        Duration::from_micros(us),
-                        min,
-                        args.adaptive_max.unwrap_or(queue),
-                    ))
+                    Some((target, min, args.adaptive_max.unwrap_or(queue)))
                 }
             },
             cache_bytes: args.cache_bytes.unwrap_or(d.cache_bytes),
@@ -811,10 +840,44 @@ mod tests {
             format!("[default: {}]", c.shutdown_grace.as_millis()),
             "[default: pretty]".to_owned(),
             "[default: info]".to_owned(),
+            format!("[default: {}]", DEFAULT_TARGET_WAIT.as_millis()),
         ] {
             let flat: String = help.split_whitespace().collect::<Vec<_>>().join(" ");
             assert!(flat.contains(&expect), "--help lacks `{expect}`");
         }
+    }
+
+    #[test]
+    fn adaptive_flags_turn_the_controller_on_and_off() {
+        let parse = |args: &[&str]| {
+            let mut v = vec!["x"];
+            v.extend_from_slice(args);
+            let flags = Cli::try_parse_from(v).expect("parses").serve;
+            ServeConfig::resolve(flags).expect("valid").adaptive
+        };
+        assert_eq!(parse(&[]), None, "off by default");
+        let (target, min, max) = parse(&["--adaptive"]).expect("on");
+        assert_eq!(target, DEFAULT_TARGET_WAIT);
+        assert!(min <= max);
+        let on = parse(&[
+            "--adaptive",
+            "--target-wait-ms",
+            "25",
+            "--min-capacity",
+            "10",
+            "--max-capacity",
+            "500",
+        ]);
+        assert_eq!(on, Some((Duration::from_millis(25), 10, 500)));
+        assert_eq!(
+            parse(&["--adaptive-target-us", "2500"]).map(|a| a.0),
+            Some(Duration::from_micros(2500)),
+            "a target in µs turns it on too"
+        );
+        assert_eq!(
+            parse(&["--adaptive=false", "--adaptive-target-us", "2500"]),
+            None
+        );
     }
 
     #[test]

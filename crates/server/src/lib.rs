@@ -10,9 +10,11 @@
 //!   [`shutdown`](RunningServer::shutdown) runs the one shutdown protocol.
 //! - `shutdown`: that protocol — a stop signal and a task barrier.
 //! - `http`: the axum router at the routes of DESIGN.md §3 — events, state,
-//!   scan, watch (SSE), health, readiness, stats — with auth and limits;
-//!   [`problem`] renders whole-request errors (RFC 9457); `observe` holds the
-//!   `/metrics` and `/` placeholders that the dashboard replaces.
+//!   scan, watch (SSE), health, readiness — with auth and limits;
+//!   [`problem`] renders whole-request errors (RFC 9457).
+//! - [`observe`]: `/metrics` (Prometheus), `/v1/stats` (JSON), the live
+//!   dashboard at `/`, the per-second sampler and the front-end stage
+//!   clocks (docs/metrics.md, docs/dashboard.md).
 //! - [`protocol`]: the TCP wire protocol, version 1 (docs/protocol.md) —
 //!   frames, the binary event and result encodings, the frame codec.
 //! - `tcp`: the server's accept loop and pipelined connections.
@@ -35,7 +37,7 @@ pub mod client;
 pub mod config;
 mod error;
 mod http;
-mod observe;
+pub mod observe;
 pub mod problem;
 pub mod protocol;
 mod server;

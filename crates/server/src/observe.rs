@@ -1,88 +1,275 @@
-//! Placeholders for the observability routes, kept apart so that they can
-//! be replaced whole: `GET /metrics` (a minimal Prometheus text of the
-//! engine's and the front ends' counters) and `GET /` (a minimal page
-//! linking `/v1/stats`). The live dashboard replaces both.
+//! Observability of a running server: `GET /metrics` (Prometheus text),
+//! `GET /v1/stats` (JSON for the dashboard and `statecraft top`), `GET /`
+//! (the live dashboard), and what feeds them.
+//!
+//! # Layout
+//!
+//! - `stages`: [`StageClocks`] — latency of the stages only the front ends
+//!   see (decode, admit, ack), recorded per request or frame.
+//! - [`sample`]: [`Sample`] — one interval's rates, refusals, per-stage
+//!   latency and per-shard queue figures — and the ring of recent samples.
+//! - `sampler`: the task that takes a sample every second, copies the
+//!   figures into the Prometheus recorder and logs `overload`.
+//! - `exporter`: the per-server Prometheus recorder (`metrics` crate
+//!   family) and the text of `/metrics` (names: docs/metrics.md).
+//! - `assets/dashboard.html`: the dashboard, one self-contained page
+//!   (inline CSS and JS, no build step, nothing loaded from elsewhere),
+//!   compiled in (docs/dashboard.md).
+//!
+//! # Auth
+//!
+//! `/metrics` and `/v1/stats` sit behind the bearer token like every API
+//! route. The dashboard page `/` is public: it is a static shell that holds
+//! no data, and a browser cannot send a bearer header when it navigates. The
+//! page asks for the token (or takes it from the URL *fragment*,
+//! `/#token=…`, which never reaches the server or its logs), keeps it in
+//! `sessionStorage`, and sends it as `Authorization: Bearer` on its
+//! `/v1/stats` requests.
+//!
+//! Invariant: the figures served are one sampler interval old at most;
+//! `/metrics` refreshes the engine's gauges at scrape time.
 
-use std::fmt::Write as _;
+mod exporter;
+pub mod sample;
+mod sampler;
+mod stages;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::extract::{MatchedPath, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+pub use sample::Sample;
+pub(crate) use stages::{Source, Stage};
 
 use crate::http::AppState;
+use crate::problem::Problem;
+use crate::server::Shared;
+use crate::shutdown::Shutdown;
+use exporter::PrometheusExport;
+use sample::SampleRing;
+use stages::StageClocks;
 
-/// The routes this module owns.
+/// Samples kept for the dashboard's history: 5 minutes at one per second.
+const HISTORY: usize = 300;
+
+/// The dashboard page, compiled in.
+const DASHBOARD_HTML: &str = include_str!("../assets/dashboard.html");
+
+/// Content-Security-Policy of the dashboard: its own inline script and
+/// style, requests to this origin only — nothing loads from elsewhere.
+const DASHBOARD_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+     style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; \
+     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// What the observability routes share, one per server (in [`Shared`]).
+#[derive(Debug)]
+pub(crate) struct Observer {
+    /// Front-end stage latency; recorded by the HTTP and TCP handlers,
+    /// taken by the sampler.
+    pub stages: StageClocks,
+    /// The Prometheus recorder of this server.
+    prometheus: PrometheusExport,
+    /// Recent samples. Written by the sampler once per interval, read by
+    /// `/v1/stats`; both hold the lock only to copy.
+    history: Mutex<SampleRing>,
+}
+
+impl Default for Observer {
+    fn default() -> Self {
+        Observer {
+            stages: StageClocks::default(),
+            prometheus: PrometheusExport::new(),
+            history: Mutex::new(SampleRing::new(HISTORY)),
+        }
+    }
+}
+
+impl Observer {
+    /// Records one request's or frame's time in a front-end stage.
+    pub(crate) fn record(&self, source: Source, stage: Stage, took: std::time::Duration) {
+        self.stages.record(source, stage, took);
+    }
+
+    fn ring(&self) -> std::sync::MutexGuard<'_, SampleRing> {
+        match self.history.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn push(&self, sample: Sample) {
+        self.ring().push(sample);
+    }
+}
+
+/// Starts the sampler; it ends at the stop signal.
+pub(crate) fn spawn_sampler(shared: Arc<Shared>, stop: Shutdown) -> JoinHandle<()> {
+    tokio::spawn(sampler::run(shared, stop))
+}
+
+/// The routes behind the auth layer: `/metrics`, `/v1/stats`.
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/", get(index))
+        .route("/v1/stats", get(stats))
 }
 
+/// The routes outside the auth layer: the dashboard shell `/`.
+pub(crate) fn public_routes() -> Router<AppState> {
+    Router::new().route("/", get(dashboard))
+}
+
+/// Middleware (outermost): counts every answered HTTP request by matched
+/// route and status, and times it until its response head.
+pub(crate) async fn count_requests(
+    State(shared): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let began = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
+    let resp = next.run(req).await;
+    shared.observe.prometheus.http_request(
+        &route,
+        resp.status().as_u16(),
+        began.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+/// `GET /metrics`.
 async fn metrics(State(shared): State<AppState>) -> Response {
-    let mut out = String::with_capacity(4096);
-    let server = shared.counters.snapshot();
-    let _ = writeln!(out, "# TYPE statecraft_up gauge");
-    let _ = writeln!(out, "statecraft_up {}", u8::from(shared.engine().is_some()));
-    let _ = writeln!(out, "# TYPE statecraft_uptime_seconds gauge");
-    let _ = writeln!(
-        out,
-        "statecraft_uptime_seconds {:.3}",
-        shared.started.elapsed().as_secs_f64()
+    let stats = shared.engine().map(|e| e.stats());
+    let observe = &shared.observe;
+    observe.prometheus.export(
+        stats.as_ref(),
+        &shared.counters.snapshot(),
+        shared.started.elapsed().as_secs_f64(),
+        sampler::target_wait_s(&shared),
     );
-    let _ = writeln!(out, "# TYPE statecraft_http_requests_total counter");
-    let _ = writeln!(
-        out,
-        "statecraft_http_requests_total {}",
-        server.http_requests
-    );
-    let _ = writeln!(out, "# TYPE statecraft_tcp_connections_open gauge");
-    let _ = writeln!(out, "statecraft_tcp_connections_open {}", server.tcp_open);
-    let _ = writeln!(out, "# TYPE statecraft_tcp_frames_total counter");
-    let _ = writeln!(out, "statecraft_tcp_frames_total {}", server.tcp_frames);
-    if let Some(engine) = shared.engine() {
-        let stats = engine.stats();
-        let r = stats.results;
-        let _ = writeln!(out, "# TYPE statecraft_events_total counter");
-        for (status, n) in [
-            ("applied", r.applied),
-            ("duplicate", r.duplicate),
-            ("conflict", r.conflict),
-            ("rejected", r.rejected),
-            ("overloaded", r.overloaded),
-        ] {
-            let _ = writeln!(out, "statecraft_events_total{{status=\"{status}\"}} {n}");
-        }
-        let _ = writeln!(out, "# TYPE statecraft_queue_depth gauge");
-        for s in &stats.shards {
-            let _ = writeln!(
-                out,
-                "statecraft_queue_depth{{shard=\"{}\"}} {}",
-                s.shard, s.queue.depth
-            );
-        }
-        let _ = writeln!(out, "# TYPE statecraft_queue_capacity gauge");
-        for s in &stats.shards {
-            let _ = writeln!(
-                out,
-                "statecraft_queue_capacity{{shard=\"{}\"}} {}",
-                s.shard, s.queue.capacity
-            );
-        }
-    }
+    let text = observe.prometheus.render(stats.as_ref());
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        out,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
     )
         .into_response()
 }
 
-async fn index() -> Html<&'static str> {
-    Html(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>statecraft</title></head>\
-         <body><h1>statecraft</h1><p><a href=\"/v1/stats\">/v1/stats</a> · \
-         <a href=\"/metrics\">/metrics</a></p></body></html>",
+/// The query of `GET /v1/stats`.
+#[derive(Debug, Deserialize)]
+struct StatsQuery {
+    /// Include up to this many recent samples (newest last).
+    history: Option<usize>,
+    /// Include the samples after this `seq` (the dashboard's cursor).
+    since: Option<u64>,
+}
+
+/// `GET /v1/stats`: the engine's figures (`results`, `shards`,
+/// `durability`), `version`, `uptime_s`, the front ends' counters
+/// (`server`), in cluster mode the node's figures (`cluster`), and `observe`: the sample interval, the adaptive settings,
+/// the latest sample, and with `?history=N` or `?since=SEQ` the recent
+/// samples (docs/dashboard.md).
+async fn stats(
+    State(shared): State<AppState>,
+    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return Problem::bad_request(
+            "invalid-query",
+            "history must be a count and since a sample seq",
+        )
+        .into_response();
+    };
+    let Some(engine) = shared.engine() else {
+        return Problem::not_ready().into_response();
+    };
+    let mut v = serde_json::to_value(engine.stats()).unwrap_or_else(|_| json!({}));
+    let adaptive = engine.config().adaptive.map(|a| {
+        json!({
+            "target_ms": a.target.as_secs_f64() * 1e3,
+            "min": a.min,
+            "max": a.max,
+            "interval_ms": a.interval.as_millis() as u64,
+        })
+    });
+    let (latest, samples) = {
+        let ring = shared.observe.ring();
+        let latest = ring.latest().cloned();
+        let samples = match (query.history, query.since) {
+            (None, None) => None,
+            (limit, after) => Some(ring.since(after, limit.unwrap_or(HISTORY).min(HISTORY))),
+        };
+        (latest, samples)
+    };
+    let mut observe = json!({
+        "interval_ms": sampler::SAMPLE_INTERVAL.as_millis() as u64,
+        "adaptive": adaptive,
+        "latest": latest,
+    });
+    if let (Some(samples), Value::Object(m)) = (samples, &mut observe) {
+        m.insert(
+            "samples".into(),
+            serde_json::to_value(samples).unwrap_or(Value::Null),
+        );
+    }
+    if let Value::Object(m) = &mut v {
+        m.insert("version".into(), Value::from(env!("CARGO_PKG_VERSION")));
+        m.insert(
+            "uptime_s".into(),
+            Value::from(shared.started.elapsed().as_secs_f64()),
+        );
+        m.insert(
+            "server".into(),
+            serde_json::to_value(shared.counters.snapshot()).unwrap_or(Value::Null),
+        );
+        if let Some(cluster) = shared.cluster.get() {
+            m.insert(
+                "cluster".into(),
+                serde_json::to_value(cluster.stats()).unwrap_or(Value::Null),
+            );
+        }
+        m.insert("observe".into(), observe);
+    }
+    axum::Json(v).into_response()
+}
+
+/// `GET /`: the dashboard page.
+async fn dashboard() -> Response {
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(DASHBOARD_CSP),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+        ],
+        DASHBOARD_HTML,
     )
+        .into_response()
 }

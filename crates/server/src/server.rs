@@ -57,7 +57,7 @@ pub(crate) struct ServerCounters {
 }
 
 /// A copy of [`ServerCounters`].
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 pub(crate) struct CounterSnapshot {
     pub http_requests: u64,
     pub http_busy: u64,
@@ -109,6 +109,8 @@ pub(crate) struct Shared {
     /// Cluster mode: the node's handle, set by the opener before the engine
     /// is announced ready (so a handler that sees the engine sees it too).
     pub cluster: std::sync::OnceLock<statecraft_cluster::ClusterHandle>,
+    /// Metrics, stage clocks and recent samples (`crate::observe`).
+    pub observe: crate::observe::Observer,
 }
 
 impl Shared {
@@ -185,6 +187,7 @@ impl Server {
             started: Instant::now(),
             counters: ServerCounters::default(),
             cluster: std::sync::OnceLock::new(),
+            observe: crate::observe::Observer::default(),
             config,
         });
 
@@ -255,6 +258,8 @@ impl Server {
             guard,
             fail_tx,
         ));
+        // The sampler ends at the stop signal; it holds up nothing.
+        let sampler = crate::observe::spawn_sampler(Arc::clone(&shared), coordinator.listener());
         tracing::info!(
             http = %http_addr,
             tls = tls.is_some(),
@@ -268,7 +273,7 @@ impl Server {
             shared,
             coordinator,
             opener,
-            tasks: vec![http_task, tcp_task],
+            tasks: vec![http_task, tcp_task, sampler],
             failures: fail_rx,
         })
     }

@@ -37,6 +37,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 
 use crate::error::ServerError;
+use crate::observe::{Source, Stage};
 use crate::protocol::{
     self, ClientFrame, ErrorCode, ErrorFrame, FrameCodec, FrameError, HelloOk, PROTOCOL_VERSION,
     frame_type,
@@ -153,7 +154,12 @@ enum Outgoing {
     /// The handshake answer.
     HelloOk(HelloOk),
     /// Admitted events: wait for their results, write the ACK.
-    Ticket { seq: u32, ticket: Ticket },
+    Ticket {
+        seq: u32,
+        ticket: Ticket,
+        /// When the events were admitted (the ack stage starts here).
+        admitted: std::time::Instant,
+    },
     /// An error (a malformed frame's answer, or the last word before closing).
     Error(ErrorFrame),
     /// Cluster mode: events being published to the stream; `n` of them.
@@ -329,7 +335,12 @@ impl Connection {
                     let Ok(slot) = out.reserve().await else {
                         return Stop::Broken;
                     };
-                    let items = match ev.decode(&cfg.limits) {
+                    let decode_began = std::time::Instant::now();
+                    let decoded = ev.decode(&cfg.limits);
+                    self.shared
+                        .observe
+                        .record(Source::Tcp, Stage::Decode, decode_began.elapsed());
+                    let items = match decoded {
                         Ok(items) => items,
                         Err(p) => {
                             slot.send(Outgoing::Error(p.to_error()));
@@ -373,11 +384,21 @@ impl Connection {
                         });
                         continue;
                     }
+                    let admit_began = std::time::Instant::now();
                     match engine.enqueue_decoded(items, ack).await {
-                        Ok(ticket) => slot.send(Outgoing::Ticket {
-                            seq: ev.seq,
-                            ticket,
-                        }),
+                        Ok(ticket) => {
+                            let admitted = std::time::Instant::now();
+                            self.shared.observe.record(
+                                Source::Tcp,
+                                Stage::Admit,
+                                admitted - admit_began,
+                            );
+                            slot.send(Outgoing::Ticket {
+                                seq: ev.seq,
+                                ticket,
+                                admitted,
+                            })
+                        }
                         Err(EngineError::ShuttingDown) => {
                             slot.send(Outgoing::Error(ErrorFrame {
                                 code: ErrorCode::ShuttingDown,
@@ -408,7 +429,11 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, sh
     while let Some(item) = rx.recv().await {
         match item {
             Outgoing::HelloOk(ok) => protocol::put_json_frame(&mut buf, frame_type::HELLO_OK, &ok),
-            Outgoing::Ticket { seq, ticket } => {
+            Outgoing::Ticket {
+                seq,
+                ticket,
+                admitted,
+            } => {
                 // Flush what is buffered before waiting: an ACK must not sit
                 // in our buffer while we wait for a later frame's results.
                 let mut results = std::pin::pin!(ticket.wait());
@@ -424,6 +449,9 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, sh
                         results.await
                     }
                 };
+                shared
+                    .observe
+                    .record(Source::Tcp, Stage::Ack, admitted.elapsed());
                 protocol::put_ack_frame(&mut buf, seq, &results);
                 shared.counters.tcp_frames.fetch_add(1, Ordering::Relaxed);
             }

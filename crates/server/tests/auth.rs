@@ -1,5 +1,5 @@
-//! `--auth-token`: every HTTP route but /healthz needs the bearer token; the
-//! TCP HELLO must carry it. Without a token configured, nothing is asked.
+//! `--auth-token`: every HTTP route but /healthz and the dashboard shell `/`
+//! needs the bearer token; the TCP HELLO must carry it. Without a token configured, nothing is asked.
 
 mod common;
 
@@ -31,7 +31,6 @@ async fn token_required_everywhere_but_healthz() {
         "/v1/state",
         "/v1/state/k",
         "/metrics",
-        "/",
         "/v1/watch",
     ] {
         let resp = c.get(format!("{base}{path}")).send().await.expect("ok");
@@ -46,6 +45,10 @@ async fn token_required_everywhere_but_healthz() {
             .expect("ok");
         assert_eq!(resp.status(), 401, "{path} with a wrong token");
     }
+    // The dashboard shell is public (a browser cannot send a bearer header
+    // when it navigates); it holds no data — its /v1/stats calls need the token.
+    let resp = c.get(format!("{base}/")).send().await.expect("ok");
+    assert_eq!(resp.status(), 200, "the dashboard page");
     let resp = c
         .post(format!("{base}/v1/events"))
         .body(r#"{"key":"k","op":"incr"}"#)

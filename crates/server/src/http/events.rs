@@ -12,6 +12,8 @@
 //!   all), 413, 415, 429/503 (every event overloaded), 503 (not ready, or
 //!   shutting down).
 
+use std::time::Instant;
+
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -23,6 +25,7 @@ use statecraft_engine::limits::{decode_body, decode_ndjson};
 use statecraft_engine::{Event, EventResult, OverflowPolicy, Rejection};
 
 use super::{AppState, engine_or_problem, parse_ack};
+use crate::observe::{Source, Stage};
 use crate::problem::Problem;
 
 /// Bodies at least this large are decoded on the blocking pool, off the
@@ -153,6 +156,7 @@ async fn handle(
     let limit = shared.config.max_body_bytes;
     let bytes = read_capped(&headers, body, limit).await?;
     let limits = shared.config.limits;
+    let decode_began = Instant::now();
     let decoded = if bytes.len() >= DECODE_OFFLOAD_BYTES {
         tokio::task::spawn_blocking(move || decode(kind, &bytes, &limits))
             .await
@@ -167,6 +171,9 @@ async fn handle(
     } else {
         decode(kind, &bytes, &limits)
     };
+    shared
+        .observe
+        .record(Source::Http, Stage::Decode, decode_began.elapsed());
     let items = decoded.map_err(|r| {
         Problem::bad_request(
             "invalid-body",
@@ -189,11 +196,17 @@ async fn handle(
             .retry_after(1)
         })?,
         None => {
+            let admit_began = Instant::now();
             let ticket = engine
                 .enqueue_decoded(items, ack)
                 .await
                 .map_err(|e| Problem::engine(&e))?;
-            ticket.wait().await
+            let admitted = Instant::now();
+            let o = &shared.observe;
+            o.record(Source::Http, Stage::Admit, admitted - admit_began);
+            let results = ticket.wait().await;
+            o.record(Source::Http, Stage::Ack, admitted.elapsed());
+            results
         }
     };
     let all_overloaded =

@@ -1,10 +1,12 @@
 //! The HTTP front end (axum), at the exact routes of DESIGN.md §3 (listed in
 //! docs/http-api.md): the router, the auth and concurrency-limit layers,
-//! health, readiness and stats, and the server loop (plain or TLS, through
+//! health and readiness (stats, metrics and the dashboard are
+//! `crate::observe`'s), and the server loop (plain or TLS, through
 //! axum-server, with graceful shutdown).
 //!
 //! Invariants:
-//! - Every route but `/healthz` passes the auth layer when a token is set.
+//! - Every route but `/healthz` and the dashboard shell `/` (static, no
+//!   data: see `crate::observe`) passes the auth layer when a token is set.
 //! - At most `max_connections` requests are being handled at once; one more
 //!   is answered 503 at once instead of queueing (its permit is released
 //!   when the response is produced — SSE streams hold none).
@@ -25,7 +27,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::{Value, json};
+use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 
@@ -47,7 +49,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(state::get_key).delete(state::delete_key),
         )
         .route("/v1/watch", get(watch::watch))
-        .route("/v1/stats", get(stats))
         .route("/readyz", get(readyz))
         .merge(crate::observe::routes())
         .fallback(not_found)
@@ -55,8 +56,13 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route_layer(middleware::from_fn_with_state(Arc::clone(&shared), auth));
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(crate::observe::public_routes())
         .merge(authed)
         .layer(middleware::from_fn_with_state(Arc::clone(&shared), limit))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            crate::observe::count_requests,
+        ))
         .with_state(shared)
 }
 
@@ -199,33 +205,6 @@ async fn readyz(State(shared): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, axum::Json(json!({ "status": status }))).into_response()
-}
-
-/// `GET /v1/stats`: the engine's figures plus `version`, `uptime_s` and the
-/// front ends' counters (`server`).
-async fn stats(State(shared): State<AppState>) -> Response {
-    let Some(engine) = shared.engine() else {
-        return Problem::not_ready().into_response();
-    };
-    let mut v = serde_json::to_value(engine.stats()).unwrap_or_else(|_| json!({}));
-    if let Value::Object(m) = &mut v {
-        m.insert("version".into(), Value::from(env!("CARGO_PKG_VERSION")));
-        m.insert(
-            "uptime_s".into(),
-            Value::from(shared.started.elapsed().as_secs_f64()),
-        );
-        m.insert(
-            "server".into(),
-            serde_json::to_value(shared.counters.snapshot()).unwrap_or(Value::Null),
-        );
-        if let Some(cluster) = shared.cluster.get() {
-            m.insert(
-                "cluster".into(),
-                serde_json::to_value(cluster.stats()).unwrap_or(Value::Null),
-            );
-        }
-    }
-    axum::Json(v).into_response()
 }
 
 async fn not_found(req: Request) -> Problem {

@@ -36,8 +36,8 @@ use crate::server::CounterSnapshot;
 
 /// Histogram buckets of every `_seconds` histogram: 50 µs … 10 s.
 const BUCKETS_S: [f64; 17] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 5.0, 10.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
 ];
 
 /// The Prometheus side of one server's observability.
@@ -343,7 +343,13 @@ impl PrometheusExport {
 
 /// One summary family: `(labels, summary)` rows; `scale` turns the
 /// summary's unit into the family's (1e-6: µs → s; 1: counts).
-fn summary_family(out: &mut String, name: &str, help: &str, scale: f64, rows: &[(String, Summary)]) {
+fn summary_family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    scale: f64,
+    rows: &[(String, Summary)],
+) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} summary");
     for (labels, s) in rows {
