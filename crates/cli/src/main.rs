@@ -51,6 +51,9 @@ enum Command {
     /// Generate load against a server (or a Redis peer) and report events/s
     /// and latency percentiles (BENCH.md's contract).
     Load(Box<cmd::load::LoadArgs>),
+    /// Run BENCH.md's workloads against Statecraft and its peers; write
+    /// results.json, report.md and chart.svg.
+    Bench(Box<cmd::bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Watch(args) => cmd::watch::run(args),
         Command::Backup(args) => cmd::backup::run(args),
         Command::Load(args) => cmd::load::run(*args),
+        Command::Bench(args) => cmd::bench::run(*args),
     };
     match outcome {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes its clap arguments and a `run`.
 
 pub mod backup;
+pub mod bench;
 pub mod check;
 pub mod coach;
 pub mod get;

@@ -1,0 +1,1419 @@
+//! `statecraft bench`: BENCH.md's workloads W1–W6 against Statecraft and its
+//! peers, on this machine, in one run.
+//!
+//! ```text
+//! statecraft bench [--workloads W1,W3,W6] [--quick] [--runs 3] [--out bench-results/] [--limits]
+//! ```
+//!
+//! Layout: this module plans and runs the workloads; `procs` starts and
+//! stops the servers (`statecraft serve` — this binary — on ports it picks,
+//! with a fresh data dir; `redis-server` with each persistence setting);
+//! `inproc` runs W6 through the library API and the Python asyncio peer;
+//! `limits` measures the machine's physical limits; `report` holds the
+//! results, medians, ratios and their Markdown/JSON/table renderings;
+//! `chart` draws `chart.svg`. Network workloads use `statecraft load`'s
+//! generator and recorder ([`crate::cmd::load`]), so every target pays the
+//! same client cost.
+//!
+//! Method: each workload runs in rounds; a round runs every contender once,
+//! in a fixed order (A B C … A B C …), so the pairs compared in a ratio ran
+//! next to each other. Figures are medians of the rounds; ratios are
+//! medians of per-round ratios. A contender that fails a round is recorded
+//! as failed for it and the bench goes on.
+//!
+//! Invariant: every process the bench starts is stopped when the bench
+//! ends, however it ends (their handles kill them on drop), and every temp
+//! dir is removed.
+
+mod chart;
+mod inproc;
+mod limits;
+mod procs;
+mod report;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use statecraft_engine::AckMode;
+
+use crate::cmd::load::generator::{Dist, GenOp, KeySpace, OpMix};
+use crate::cmd::load::recorder::LoadReport;
+use crate::cmd::load::{LoadConfig, run_load};
+use crate::cmd::remote::Endpoint;
+use procs::{RedisPersistence, RedisProc, ServeProc};
+use report::{BenchResults, Contender, Machine, Peer, RunFigure, TargetCheck, WorkloadResult, si};
+
+/// Arguments of `statecraft bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Workloads to run, comma-separated (W1..W6).
+    #[arg(long, value_delimiter = ',', default_value = "W1,W2,W3,W4,W5,W6")]
+    pub workloads: Vec<String>,
+    /// Small sizes for a smoke run (finishes in under two minutes).
+    #[arg(long)]
+    pub quick: bool,
+    /// Rounds per workload [default: 3, or 1 with --quick].
+    #[arg(long, value_name = "N")]
+    pub runs: Option<usize>,
+    /// Results go to OUT/<timestamp>/{results.json,report.md,chart.svg}.
+    #[arg(long, default_value = "bench-results", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Only measure the physical limits (fdatasync, loopback, hash map).
+    #[arg(long)]
+    pub limits: bool,
+    /// Skip the physical limits.
+    #[arg(long, conflicts_with = "limits")]
+    pub no_limits: bool,
+    /// Events of W1 and W6 [default: 10 M, or 300 k / 1 M with --quick].
+    #[arg(long, value_name = "N")]
+    pub events: Option<u64>,
+    /// Keys written in W5 [default: 10 M, or 200 k with --quick].
+    #[arg(long, value_name = "N")]
+    pub w5_keys: Option<u64>,
+    /// Where temp data dirs go (must be on the disk you mean to measure).
+    #[arg(long, value_name = "DIR")]
+    pub tmp_dir: Option<PathBuf>,
+    /// The redis-server binary (peers are skipped if it is missing).
+    #[arg(long, default_value = "redis-server", value_name = "PATH")]
+    pub redis_server: String,
+    /// The Python interpreter for the asyncio peer (skipped if missing).
+    #[arg(long, default_value = "python3", value_name = "PATH")]
+    pub python: String,
+    /// Skip the peers (Redis, Python).
+    #[arg(long)]
+    pub no_peers: bool,
+}
+
+/// Sizes of each workload.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+struct Sizes {
+    w1_events: u64,
+    w2_events: u64,
+    w2_keys: u64,
+    w3_seconds: f64,
+    w4_events: u64,
+    w4_connections: usize,
+    w5_keys: u64,
+    w5_reads: usize,
+    w6_events: u64,
+    python_drain_events: u64,
+    python_wait_for_events: u64,
+    limits_budget_s: f64,
+}
+
+impl Sizes {
+    fn new(args: &BenchArgs) -> Sizes {
+        let mut s = if args.quick {
+            Sizes {
+                w1_events: 300_000,
+                w2_events: 200_000,
+                w2_keys: 1_000_000,
+                w3_seconds: 2.0,
+                w4_events: 600_000,
+                w4_connections: 64,
+                w5_keys: 200_000,
+                w5_reads: 500,
+                w6_events: 1_000_000,
+                python_drain_events: 200_000,
+                python_wait_for_events: 50_000,
+                limits_budget_s: 0.25,
+            }
+        } else {
+            Sizes {
+                w1_events: 10_000_000,
+                w2_events: 2_000_000,
+                w2_keys: 1_000_000,
+                w3_seconds: 10.0,
+                w4_events: 5_000_000,
+                w4_connections: 64,
+                w5_keys: 10_000_000,
+                w5_reads: 2_000,
+                w6_events: 10_000_000,
+                python_drain_events: 1_000_000,
+                python_wait_for_events: 1_000_000,
+                limits_budget_s: 2.0,
+            }
+        };
+        if let Some(n) = args.events {
+            s.w1_events = n;
+            s.w6_events = n;
+        }
+        if let Some(n) = args.w5_keys {
+            s.w5_keys = n;
+        }
+        s
+    }
+}
+
+/// A network contender: which server and how it is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spec {
+    /// Statecraft over TCP with this ack mode.
+    Tcp(AckMode),
+    /// Statecraft over HTTP NDJSON with this ack mode.
+    Http(AckMode),
+    /// A Redis peer.
+    Redis(RedisPersistence),
+}
+
+impl Spec {
+    fn name(self) -> String {
+        match self {
+            Spec::Tcp(a) => format!("statecraft tcp ack={a}"),
+            Spec::Http(a) => format!("statecraft http ack={a}"),
+            Spec::Redis(p) => format!("redis {}", p.label()),
+        }
+    }
+
+    fn peer(self) -> Peer {
+        match self {
+            Spec::Redis(_) => Peer::Redis,
+            _ => Peer::Statecraft,
+        }
+    }
+}
+
+/// What the bench holds while it runs.
+struct Bench {
+    exe: PathBuf,
+    tmp: tempfile::TempDir,
+    runs: usize,
+    sizes: Sizes,
+    rt: tokio::runtime::Runtime,
+    redis_bin: Option<PathBuf>,
+    python: Option<PathBuf>,
+    bar: ProgressBar,
+    keys_100k: Arc<KeySpace>,
+    /// The server of W1–W3 (started on first use).
+    main_server: Option<ServeProc>,
+    /// Redis peers of W1–W3 (started on first use).
+    redis: BTreeMap<&'static str, RedisProc>,
+    workloads: Vec<WorkloadResult>,
+    notes: Vec<String>,
+}
+
+/// Runs `statecraft bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let started_at = utc_timestamp(std::time::SystemTime::now());
+    let mut machine = Machine::probe();
+    let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
+    let sizes = Sizes::new(&args);
+    let mut wanted: Vec<String> = args
+        .workloads
+        .iter()
+        .map(|w| w.trim().to_uppercase())
+        .collect();
+    if args.limits {
+        wanted.clear();
+    }
+    for w in &wanted {
+        anyhow::ensure!(
+            matches!(w.as_str(), "W1" | "W2" | "W3" | "W4" | "W5" | "W6"),
+            "unknown workload `{w}` (W1..W6)"
+        );
+    }
+    let tmp = match &args.tmp_dir {
+        Some(d) => tempfile::Builder::new()
+            .prefix("statecraft-bench-")
+            .tempdir_in(d),
+        None => tempfile::Builder::new()
+            .prefix("statecraft-bench-")
+            .tempdir(),
+    }
+    .context("creating the bench's temp dir")?;
+    let (redis_bin, python) = if args.no_peers {
+        (None, None)
+    } else {
+        (procs::which(&args.redis_server), procs::which(&args.python))
+    };
+    machine.redis_version = redis_bin
+        .as_deref()
+        .and_then(|b| version_line(b, "--version"));
+    machine.python_version = python.as_deref().and_then(|p| version_line(p, "--version"));
+    let mut notes = Vec::new();
+    if cfg!(debug_assertions) {
+        notes.push(
+            "DEBUG BUILD: these figures are not representative; build with --release.".into(),
+        );
+    }
+    if args.quick {
+        notes.push("--quick: small sizes for a smoke run; not BENCH.md's shapes.".into());
+    }
+    if !args.no_peers && redis_bin.is_none() {
+        notes.push(format!(
+            "`{}` not found: Redis peers skipped.",
+            args.redis_server
+        ));
+    }
+    if !args.no_peers && python.is_none() {
+        notes.push(format!(
+            "`{}` not found: the Python peer skipped.",
+            args.python
+        ));
+    }
+    notes.push(format!(
+        "Statecraft server: `{} serve` with default settings (shards = {} cores) on a fresh data dir under {}; \
+         load generator in the bench process on the same machine (it competes for the same cores, as the peers' clients do).",
+        std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
+        machine.nproc,
+        tmp.path().display()
+    ));
+
+    let bar = progress(&wanted, runs, !args.no_limits || args.limits);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("statecraft-bench")
+        .build()
+        .context("starting the Tokio runtime")?;
+    let mut bench = Bench {
+        exe: std::env::current_exe().context("finding this executable")?,
+        tmp,
+        runs,
+        sizes,
+        rt,
+        redis_bin,
+        python,
+        bar,
+        keys_100k: Arc::new(KeySpace::new("key:", 100_000)?),
+        main_server: None,
+        redis: BTreeMap::new(),
+        workloads: Vec::new(),
+        notes,
+    };
+
+    let limits = if args.no_limits {
+        None
+    } else {
+        bench.bar.set_message("physical limits");
+        let l = limits::measure(
+            bench.tmp.path(),
+            Duration::from_secs_f64(sizes.limits_budget_s),
+        )?;
+        bench.bar.inc(1);
+        bench.say(format!(
+            "limits: fdatasync 4 KiB {:.0}/s (p99 {:.3} ms), 64 KiB {:.0} MB/s, loopback {:.2} GB/s, FxHashMap {} ops/s",
+            l.fsync_4k.per_s,
+            l.fsync_4k.p99_ms,
+            l.fsync_64k.mb_per_s,
+            l.loopback_bytes_per_s / 1e9,
+            si(l.hashmap_ops_per_s)
+        ));
+        Some(l)
+    };
+
+    for w in &wanted {
+        let result = match w.as_str() {
+            "W1" => bench.w1(),
+            "W2" => bench.w2(),
+            "W3" => bench.w3(),
+            "W4" => bench.w4(),
+            "W5" => bench.w5(),
+            _ => bench.w6(),
+        };
+        match result {
+            Ok(mut wr) => {
+                for c in &mut wr.contenders {
+                    c.finish();
+                }
+                bench.add_ratios(&mut wr);
+                bench.workloads.push(wr);
+            }
+            Err(e) => bench.notes.push(format!("{w} could not run: {e:#}")),
+        }
+    }
+    // Stop the servers before writing (and before the temp dir goes).
+    if let Some(s) = bench.main_server.take() {
+        s.stop(Duration::from_secs(10));
+    }
+    bench.redis.clear();
+    bench.bar.finish_and_clear();
+
+    machine.loadavg_end = report::loadavg();
+    let targets = targets(&bench.workloads);
+    let results = BenchResults {
+        started_at: started_at.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+        machine,
+        settings: serde_json::json!({
+            "workloads": wanted,
+            "quick": args.quick,
+            "runs": runs,
+            "sizes": sizes,
+            "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+        }),
+        limits,
+        workloads: std::mem::take(&mut bench.workloads),
+        targets,
+        notes: std::mem::take(&mut bench.notes),
+    };
+    let dir = args.out.join(started_at.replace([':', '-'], ""));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text)
+            .with_context(|| format!("writing {}", dir.join(name).display()))
+    };
+    write("results.json", &serde_json::to_string_pretty(&results)?)?;
+    write("report.md", &report::markdown(&results))?;
+    write("chart.svg", &chart::svg(&results))?;
+    print!("{}", report::table(&results));
+    for n in &results.notes {
+        println!("note: {n}");
+    }
+    println!("results: {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The first line of `bin --version`.
+fn version_line(bin: &Path, flag: &str) -> Option<String> {
+    let out = std::process::Command::new(bin).arg(flag).output().ok()?;
+    let text = if out.stdout.is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .next()
+        .map(|l| l.trim().to_owned())
+}
+
+/// The progress bar: one step per contender run (and one for the limits).
+fn progress(wanted: &[String], runs: usize, limits: bool) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let per_round = |w: &str| match w {
+        "W1" => 7,
+        "W2" => 4,
+        "W3" => 4,
+        "W4" => 2,
+        "W5" => 2,
+        _ => 5,
+    };
+    let steps: usize =
+        wanted.iter().map(|w| per_round(w) * runs).sum::<usize>() + usize::from(limits);
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (UTC) without a date library.
+fn utc_timestamp(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+impl Bench {
+    /// A line for the user: above the bar on a terminal, else on stderr.
+    fn say(&self, line: String) {
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+
+    fn step(&self, msg: String) {
+        self.bar.set_message(msg);
+    }
+
+    fn done_step(&self) {
+        self.bar.inc(1);
+    }
+
+    /// The W1–W3 server, started on first use.
+    fn main_server(&mut self) -> anyhow::Result<&ServeProc> {
+        if self.main_server.is_none() {
+            let dir = self.tmp.path().join("main-data");
+            let log = self.tmp.path().join("main-serve.log");
+            self.main_server = Some(ServeProc::spawn(
+                &self.exe,
+                &dir,
+                &[],
+                &log,
+                Duration::from_secs(60),
+            )?);
+        }
+        self.main_server.as_ref().context("the main server")
+    }
+
+    /// A Redis peer of W1–W3, started on first use.
+    fn redis(&mut self, p: RedisPersistence) -> anyhow::Result<u16> {
+        let bin = self
+            .redis_bin
+            .clone()
+            .context("redis-server is not available")?;
+        let label = p.label();
+        if !self.redis.contains_key(label) {
+            let dir = self
+                .tmp
+                .path()
+                .join(format!("redis-{}", label.replace(' ', "-")));
+            std::fs::create_dir_all(&dir)?;
+            let proc = RedisProc::spawn(&bin, p, &dir, None, Duration::from_secs(20))?;
+            self.redis.insert(label, proc);
+        }
+        self.redis
+            .get(label)
+            .map(|r| r.port)
+            .context("the redis peer")
+    }
+
+    /// The endpoint of a network contender (starting its server if needed).
+    fn endpoint(&mut self, spec: Spec) -> anyhow::Result<Endpoint> {
+        Ok(match spec {
+            Spec::Tcp(_) => Endpoint::Tcp(self.main_server()?.tcp.clone()),
+            Spec::Http(_) => Endpoint::Http(self.main_server()?.http.clone()),
+            Spec::Redis(p) => Endpoint::Redis(format!("127.0.0.1:{}", self.redis(p)?)),
+        })
+    }
+
+    /// The contenders to run: Redis ones only when Redis is available.
+    fn available(&self, specs: &[Spec]) -> Vec<Spec> {
+        specs
+            .iter()
+            .copied()
+            .filter(|s| !matches!(s, Spec::Redis(_)) || self.redis_bin.is_some())
+            .collect()
+    }
+
+    /// Runs `specs` in rounds with the load `shape` (`target` and `ack`
+    /// filled per contender); `rate_of` gives an open-loop rate per
+    /// contender, if any.
+    fn rounds(
+        &mut self,
+        id: &str,
+        specs: &[Spec],
+        keys: &Arc<KeySpace>,
+        shape: &LoadConfig,
+        rate_of: &dyn Fn(Spec) -> Option<f64>,
+    ) -> Vec<Contender> {
+        let mut contenders: Vec<Contender> = specs
+            .iter()
+            .map(|s| Contender::new(s.name(), s.peer()))
+            .collect();
+        for run in 0..self.runs {
+            for (spec, contender) in specs.iter().zip(contenders.iter_mut()) {
+                self.step(format!(
+                    "{id} round {}/{}: {}",
+                    run + 1,
+                    self.runs,
+                    contender.name
+                ));
+                let outcome = self.endpoint(*spec).and_then(|target| {
+                    let mut cfg = shape.clone();
+                    cfg.target = target;
+                    cfg.ack = match spec {
+                        Spec::Tcp(a) | Spec::Http(a) => *a,
+                        Spec::Redis(_) => AckMode::None,
+                    };
+                    cfg.rate = rate_of(*spec);
+                    if let Some(rate) = cfg.rate {
+                        cfg.events = ((rate * self.sizes.w3_seconds) as u64)
+                            .max(cfg.batch as u64 * cfg.connections as u64);
+                    }
+                    self.rt.block_on(run_load(&cfg, Arc::clone(keys)))
+                });
+                match outcome {
+                    Ok(r) => {
+                        self.say(format!(
+                            "{id} {}: {} events/s, p99 {:.3} ms, errors {}",
+                            contender.name,
+                            si(r.events_per_s),
+                            r.p99_ms,
+                            r.errors
+                        ));
+                        let mut fig = RunFigure::from_load(run, &r, true);
+                        if let Some(rate) = r.config["rate"].as_f64() {
+                            fig.extra.insert("offered_rate".into(), rate);
+                        }
+                        contender.runs.push(fig);
+                    }
+                    Err(e) => {
+                        self.say(format!("{id} {}: failed: {e:#}", contender.name));
+                        contender.failures.push(format!("round {}: {e:#}", run + 1));
+                    }
+                }
+                self.done_step();
+            }
+        }
+        contenders
+    }
+
+    fn shape(
+        &self,
+        events: u64,
+        dist: Dist,
+        op: GenOp,
+        batch: usize,
+        connections: usize,
+    ) -> LoadConfig {
+        LoadConfig {
+            target: Endpoint::Tcp(String::new()),
+            events,
+            dist,
+            zipf_s: 0.99,
+            ops: OpMix::single(op),
+            batch,
+            connections,
+            window: 16,
+            rate: None,
+            ack: AckMode::Durable,
+            token: None,
+            seed: 42,
+            progress: false,
+        }
+    }
+
+    fn w1_specs(&self) -> Vec<Spec> {
+        self.available(&[
+            Spec::Tcp(AckMode::None),
+            Spec::Tcp(AckMode::Applied),
+            Spec::Tcp(AckMode::Durable),
+            Spec::Http(AckMode::Durable),
+            Spec::Redis(RedisPersistence::None),
+            Spec::Redis(RedisPersistence::EverySec),
+            Spec::Redis(RedisPersistence::Always),
+        ])
+    }
+
+    fn w1(&mut self) -> anyhow::Result<WorkloadResult> {
+        let events = self.sizes.w1_events;
+        let shape = self.shape(events, Dist::Uniform, GenOp::Incr, 1000, 8);
+        let keys = Arc::clone(&self.keys_100k);
+        let specs = self.w1_specs();
+        let contenders = self.rounds("W1", &specs, &keys, &shape, &|_| None);
+        Ok(WorkloadResult {
+            id: "W1".into(),
+            title: "counters".into(),
+            shape: format!(
+                "`incr` by 1 on 100,000 keys, uniform; {events} events, batches of 1,000, 8 connections, 16 frames in flight per connection (HTTP: one request per connection); Redis: pipelined `INCRBY key 1`, pipeline = batch, same window."
+            ),
+            contenders,
+            ratios: Vec::new(),
+            notes: Vec::new(),
+        })
+    }
+
+    fn w2(&mut self) -> anyhow::Result<WorkloadResult> {
+        let events = self.sizes.w2_events;
+        let keys = Arc::new(KeySpace::new("doc:", self.sizes.w2_keys)?);
+        let shape = self.shape(events, Dist::Zipf, GenOp::Merge, 500, 8);
+        let specs = self.available(&[
+            Spec::Tcp(AckMode::Durable),
+            Spec::Tcp(AckMode::Applied),
+            Spec::Redis(RedisPersistence::None),
+            Spec::Redis(RedisPersistence::Always),
+        ]);
+        let contenders = self.rounds("W2", &specs, &keys, &shape, &|_| None);
+        Ok(WorkloadResult {
+            id: "W2".into(),
+            title: "documents".into(),
+            shape: format!(
+                "`merge` of a ~200-byte JSON patch into {} keys, zipf 0.99; {events} events, batches of 500, 8 connections; Redis: `HSET key doc <patch>` (stores the patch, does not merge it: cheaper work than Statecraft's).",
+                self.sizes.w2_keys
+            ),
+            contenders,
+            ratios: Vec::new(),
+            notes: Vec::new(),
+        })
+    }
+
+    /// W1's median events/s per contender name, from this run's W1 or from
+    /// a short probe when W1 was not run.
+    fn w1_max(&mut self, specs: &[Spec]) -> BTreeMap<String, f64> {
+        let from_w1: BTreeMap<String, f64> = self
+            .workloads
+            .iter()
+            .find(|w| w.id == "W1")
+            .map(|w| {
+                w.contenders
+                    .iter()
+                    .filter_map(|c| Some((c.name.clone(), c.median.as_ref()?.events_per_s)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let missing: Vec<Spec> = specs
+            .iter()
+            .copied()
+            .filter(|s| !from_w1.contains_key(&s.name()))
+            .collect();
+        if missing.is_empty() {
+            return from_w1;
+        }
+        let events = self.sizes.w1_events.min(2_000_000);
+        let shape = self.shape(events, Dist::Uniform, GenOp::Incr, 1000, 8);
+        let keys = Arc::clone(&self.keys_100k);
+        let runs = std::mem::replace(&mut self.runs, 1);
+        let probed = self.rounds("W3 probe", &missing, &keys, &shape, &|_| None);
+        self.runs = runs;
+        let mut all = from_w1;
+        for mut c in probed {
+            c.finish();
+            if let Some(m) = c.median {
+                all.insert(c.name, m.events_per_s);
+            }
+        }
+        all
+    }
+
+    fn w3(&mut self) -> anyhow::Result<WorkloadResult> {
+        let specs = self.available(&[
+            Spec::Tcp(AckMode::Durable),
+            Spec::Tcp(AckMode::Applied),
+            Spec::Redis(RedisPersistence::None),
+            Spec::Redis(RedisPersistence::Always),
+        ]);
+        let max = self.w1_max(&specs);
+        let rates: BTreeMap<String, f64> = max.iter().map(|(k, v)| (k.clone(), v * 0.5)).collect();
+        let shape = self.shape(0, Dist::Uniform, GenOp::Incr, 1000, 8);
+        let keys = Arc::clone(&self.keys_100k);
+        let specs: Vec<Spec> = specs
+            .into_iter()
+            .filter(|s| rates.contains_key(&s.name()))
+            .collect();
+        let rate_of = |s: Spec| rates.get(&s.name()).copied();
+        let contenders = self.rounds("W3", &specs, &keys, &shape, &rate_of);
+        let rate_list: Vec<String> = specs
+            .iter()
+            .filter_map(|s| Some(format!("{} {}/s", s.name(), si(*rates.get(&s.name())?))))
+            .collect();
+        Ok(WorkloadResult {
+            id: "W3".into(),
+            title: "latency at 50 % of W1's maximum".into(),
+            shape: format!(
+                "W1's shape, open loop at a fixed rate of half of each contender's own W1 median ({}), for {:.0} s; latency from each frame's scheduled send time when the target held the sender back (no coordinated omission).",
+                rate_list.join(", "),
+                self.sizes.w3_seconds
+            ),
+            contenders,
+            ratios: Vec::new(),
+            notes: Vec::new(),
+        })
+    }
+
+    fn w4(&mut self) -> anyhow::Result<WorkloadResult> {
+        const QUEUE_EVENTS: usize = 4096;
+        const QUEUE_BYTES: u64 = 8 << 20;
+        let conns = self.sizes.w4_connections;
+        let events = self.sizes.w4_events;
+        let variants: [(&str, Vec<String>); 2] = [
+            (
+                "statecraft tcp durable, overflow=reject",
+                vec!["--overflow".into(), "reject".into()],
+            ),
+            (
+                "statecraft tcp durable, overflow=block 100 ms",
+                vec![
+                    "--overflow".into(),
+                    "block".into(),
+                    "--block-timeout-ms".into(),
+                    "100".into(),
+                ],
+            ),
+        ];
+        let mut contenders: Vec<Contender> = variants
+            .iter()
+            .map(|(n, _)| Contender::new(*n, Peer::Statecraft))
+            .collect();
+        let keys = Arc::clone(&self.keys_100k);
+        let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for run in 0..self.runs {
+            for ((name, flags), contender) in variants.iter().zip(contenders.iter_mut()) {
+                self.step(format!("W4 round {}/{}: {name}", run + 1, self.runs));
+                let outcome = (|| -> anyhow::Result<RunFigure> {
+                    let dir = self.tmp.path().join(format!("w4-{run}-{}", flags[1]));
+                    let log = self.tmp.path().join(format!("w4-{run}-{}.log", flags[1]));
+                    let mut extra = vec![
+                        "--queue-capacity".to_owned(),
+                        QUEUE_EVENTS.to_string(),
+                        "--queue-capacity-bytes".to_owned(),
+                        QUEUE_BYTES.to_string(),
+                    ];
+                    extra.extend(flags.iter().cloned());
+                    let server =
+                        ServeProc::spawn(&self.exe, &dir, &extra, &log, Duration::from_secs(60))?;
+                    // Warm up (every key exists), then take the baseline RSS.
+                    let mut warm = self.shape(200_000, Dist::Uniform, GenOp::Incr, 1000, 8);
+                    warm.target = Endpoint::Tcp(server.tcp.clone());
+                    self.rt.block_on(run_load(&warm, Arc::clone(&keys)))?;
+                    let base_kib = procs::proc_status_kib(server.pid(), "VmRSS").unwrap_or(0);
+                    let mut cfg = self.shape(events, Dist::Uniform, GenOp::Incr, 1000, conns);
+                    cfg.target = Endpoint::Tcp(server.tcp.clone());
+                    let r = self.rt.block_on(run_load(&cfg, Arc::clone(&keys)))?;
+                    let peak_kib = procs::proc_status_kib(server.pid(), "VmHWM").unwrap_or(0);
+                    let addr = server.http.trim_start_matches("http://").to_owned();
+                    let up = procs::healthz_ok(&addr);
+                    server.stop(Duration::from_secs(10));
+                    let mut fig = RunFigure::from_load(run, &r, true);
+                    // The memory the settings bound: queues (bytes) on
+                    // every shard, plus the frames the connections may have
+                    // read ahead (window × ~16 KB frames).
+                    let frame_kib = 16.0;
+                    let bound_mib = base_kib as f64 / 1024.0
+                        + shards as f64 * QUEUE_BYTES as f64 / (1 << 20) as f64
+                        + conns as f64 * 16.0 * frame_kib / 1024.0;
+                    fig.extra.insert("offered_per_s".into(), r.events_per_s);
+                    fig.extra.insert("admitted_per_s".into(), r.ok_per_s);
+                    fig.extra
+                        .insert("admitted_p99_ms".into(), r.ok_latency.p99_ms);
+                    fig.extra
+                        .insert("baseline_rss_mib".into(), base_kib as f64 / 1024.0);
+                    fig.extra
+                        .insert("peak_rss_mib".into(), peak_kib as f64 / 1024.0);
+                    fig.extra.insert("rss_bound_mib".into(), bound_mib);
+                    fig.extra
+                        .insert("stayed_up".into(), if up { 1.0 } else { 0.0 });
+                    Ok(fig)
+                })();
+                match outcome {
+                    Ok(fig) => {
+                        self.say(format!(
+                            "W4 {name}: offered {} events/s, admitted {} events/s, admitted p99 {:.3} ms, peak RSS {:.0} MiB",
+                            si(fig.events_per_s),
+                            si(fig.ok_per_s),
+                            fig.ok_latency.map_or(0.0, |l| l.p99_ms),
+                            fig.extra["peak_rss_mib"]
+                        ));
+                        contender.runs.push(fig);
+                    }
+                    Err(e) => {
+                        self.say(format!("W4 {name}: failed: {e:#}"));
+                        contender.failures.push(format!("round {}: {e:#}", run + 1));
+                    }
+                }
+                self.done_step();
+            }
+        }
+        Ok(WorkloadResult {
+            id: "W4".into(),
+            title: "overload".into(),
+            shape: format!(
+                "W1's events offered closed-loop as fast as {conns} connections × 16 frames of 1,000 can go ({events} events, ack=durable) to a fresh server with small queues (--queue-capacity {QUEUE_EVENTS} events and {} MiB per shard); 'ok/s' is the admitted rate, its latency the admitted events' latency (extras: admitted_p99_ms).",
+                QUEUE_BYTES >> 20
+            ),
+            contenders,
+            ratios: Vec::new(),
+            notes: vec![
+                "Adaptive capacity: `statecraft serve` has no adaptive-capacity flags yet (the engine's `EngineBuilder::adaptive` exists; only `statecraft pipe` exposes it), so only fixed capacity is measured.".into(),
+                format!(
+                    "rss_bound_mib = RSS after warm-up + shards × queue bytes ({shards} × {} MiB) + connections × 16 frames × ~16 KB: what the settings bound; Statecraft has no single memory limit setting.",
+                    QUEUE_BYTES >> 20
+                ),
+                "The client cannot offer 10× the engine's commit rate on this machine (it shares the cores): the offered rate is what it reached; 'offered/admitted' says how far past capacity that was.".into(),
+            ],
+        })
+    }
+
+    fn w5(&mut self) -> anyhow::Result<WorkloadResult> {
+        let n = self.sizes.w5_keys;
+        let keys = Arc::new(KeySpace::new("cold:", n)?);
+        let mut contenders = vec![Contender::new(
+            "statecraft (durable, kill -9)",
+            Peer::Statecraft,
+        )];
+        if self.redis_bin.is_some() {
+            contenders.push(Contender::new("redis aof always (kill -9)", Peer::Redis));
+        }
+        for run in 0..self.runs {
+            for (i, contender) in contenders.iter_mut().enumerate() {
+                self.step(format!(
+                    "W5 round {}/{}: {}",
+                    run + 1,
+                    self.runs,
+                    contender.name
+                ));
+                let outcome = if i == 0 {
+                    self.w5_statecraft(run, &keys)
+                } else {
+                    self.w5_redis(run, &keys)
+                };
+                match outcome {
+                    Ok(fig) => {
+                        self.say(format!(
+                            "W5 {}: wrote {} keys at {} events/s; ready {:.0} ms after restart; cold read p99 {:.3} ms",
+                            contender.name,
+                            n,
+                            si(fig.events_per_s),
+                            fig.extra["ready_ms"],
+                            fig.extra["cold_read_p99_ms"]
+                        ));
+                        contender.runs.push(fig);
+                    }
+                    Err(e) => {
+                        self.say(format!("W5 {}: failed: {e:#}", contender.name));
+                        contender.failures.push(format!("round {}: {e:#}", run + 1));
+                    }
+                }
+                self.done_step();
+            }
+        }
+        Ok(WorkloadResult {
+            id: "W5".into(),
+            title: "recovery".into(),
+            shape: format!(
+                "{n} keys written once each (`incr`, ack=durable / Redis `INCRBY` with appendfsync always; batches of 1,000, 8 connections), then `kill -9`, restart on the same data; ready_ms = spawn → first /healthz 200 (Redis: first PONG); then the first read of {} random keys, one at a time (HTTP GET / RESP GET), each checked for its value.",
+                self.sizes.w5_reads
+            ),
+            contenders,
+            ratios: Vec::new(),
+            notes: vec!["events/s is the write phase's rate; the latency columns are the write phase's; ready_ms and cold_read_* are the recovery figures.".into()],
+        })
+    }
+
+    fn w5_statecraft(&mut self, run: usize, keys: &Arc<KeySpace>) -> anyhow::Result<RunFigure> {
+        let dir = self.tmp.path().join(format!("w5-{run}"));
+        let log = self.tmp.path().join(format!("w5-{run}.log"));
+        let server = ServeProc::spawn(&self.exe, &dir, &[], &log, Duration::from_secs(60))?;
+        let mut cfg = self.shape(keys.len(), Dist::Sequential, GenOp::Incr, 1000, 8);
+        cfg.target = Endpoint::Tcp(server.tcp.clone());
+        let write = self.rt.block_on(run_load(&cfg, Arc::clone(keys)))?;
+        anyhow::ensure!(
+            write.errors == 0,
+            "the write phase had {} errors",
+            write.errors
+        );
+        server.kill9();
+        let log2 = self.tmp.path().join(format!("w5-{run}-restart.log"));
+        let restarted = ServeProc::spawn(&self.exe, &dir, &[], &log2, Duration::from_secs(600))?;
+        let ready = restarted.time_to_ready();
+        let sample = sample_keys(keys.len(), self.sizes.w5_reads, run as u64);
+        let base = restarted.http.clone();
+        let (lat, wrong) = self.rt.block_on(async {
+            let client = crate::cmd::remote::http_client(None, Some(Duration::from_secs(30)))?;
+            let mut lat = Vec::with_capacity(sample.len());
+            let mut wrong = 0u64;
+            for i in &sample {
+                let url = format!("{base}/v1/state/{}", keys.key(*i));
+                let t = Instant::now();
+                let resp = client.get(&url).send().await?;
+                let status = resp.status();
+                let body = resp.bytes().await?;
+                lat.push(t.elapsed());
+                let value = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["value"].as_i64());
+                if !status.is_success() || value != Some(1) {
+                    wrong += 1;
+                }
+            }
+            anyhow::Ok((lat, wrong))
+        })?;
+        let du = dir_size(&dir);
+        restarted.stop(Duration::from_secs(10));
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(w5_figure(run, &write, ready, &lat, wrong, du))
+    }
+
+    fn w5_redis(&mut self, run: usize, keys: &Arc<KeySpace>) -> anyhow::Result<RunFigure> {
+        let bin = self
+            .redis_bin
+            .clone()
+            .context("redis-server is not available")?;
+        let dir = self.tmp.path().join(format!("w5-redis-{run}"));
+        std::fs::create_dir_all(&dir)?;
+        let redis = RedisProc::spawn(
+            &bin,
+            RedisPersistence::Always,
+            &dir,
+            None,
+            Duration::from_secs(20),
+        )?;
+        let port = redis.port;
+        let mut cfg = self.shape(keys.len(), Dist::Sequential, GenOp::Incr, 1000, 8);
+        cfg.target = Endpoint::Redis(format!("127.0.0.1:{port}"));
+        let write = self.rt.block_on(run_load(&cfg, Arc::clone(keys)))?;
+        anyhow::ensure!(
+            write.errors == 0,
+            "the write phase had {} errors",
+            write.errors
+        );
+        redis.kill9();
+        let t = Instant::now();
+        let restarted = RedisProc::spawn(
+            &bin,
+            RedisPersistence::Always,
+            &dir,
+            Some(port),
+            Duration::from_secs(600),
+        )?;
+        let ready = t.elapsed();
+        let sample = sample_keys(keys.len(), self.sizes.w5_reads, run as u64);
+        let (lat, wrong) = redis_gets(restarted.port, keys, &sample)?;
+        let du = dir_size(&dir);
+        drop(restarted);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(w5_figure(run, &write, ready, &lat, wrong, du))
+    }
+
+    fn w6(&mut self) -> anyhow::Result<WorkloadResult> {
+        let events = self.sizes.w6_events;
+        let mut contenders = vec![
+            Contender::new("statecraft in-process ack=none", Peer::Statecraft),
+            Contender::new("statecraft in-process ack=applied", Peer::Statecraft),
+            Contender::new("statecraft in-process ack=durable", Peer::Statecraft),
+        ];
+        if self.python.is_some() {
+            contenders.push(Contender::new(
+                "python asyncio, get_nowait drain (4 workers)",
+                Peer::Python,
+            ));
+            contenders.push(Contender::new(
+                "python asyncio, wait_for per item (4 workers)",
+                Peer::Python,
+            ));
+        }
+        let keys = Arc::clone(&self.keys_100k);
+        for run in 0..self.runs {
+            for (i, contender) in contenders.iter_mut().enumerate() {
+                self.step(format!(
+                    "W6 round {}/{}: {}",
+                    run + 1,
+                    self.runs,
+                    contender.name
+                ));
+                let outcome = match i {
+                    0..=2 => {
+                        let ack = [AckMode::None, AckMode::Applied, AckMode::Durable][i];
+                        let dir = self.tmp.path().join(format!("w6-{run}"));
+                        let r = inproc::run_engine(
+                            &keys,
+                            events,
+                            1000,
+                            ack,
+                            (ack == AckMode::Durable).then_some(dir.as_path()),
+                            42 + run as u64,
+                        );
+                        let _ = std::fs::remove_dir_all(&dir);
+                        r.map(|r| RunFigure::from_load(run, &r, false))
+                    }
+                    _ => {
+                        let (mode, n) = if i == 3 {
+                            ("drain", self.sizes.python_drain_events)
+                        } else {
+                            ("wait_for", self.sizes.python_wait_for_events)
+                        };
+                        let python = self.python.clone().context("python is not available")?;
+                        inproc::run_python(
+                            &python,
+                            self.tmp.path(),
+                            n,
+                            100_000,
+                            mode,
+                            Duration::from_secs(600),
+                        )
+                        .map(|p| RunFigure {
+                            run,
+                            events: p.events,
+                            seconds: p.seconds,
+                            events_per_s: p.events_per_s,
+                            ok_per_s: p.events_per_s,
+                            ..RunFigure::default()
+                        })
+                    }
+                };
+                match outcome {
+                    Ok(fig) => {
+                        self.say(format!(
+                            "W6 {}: {} events/s",
+                            contender.name,
+                            si(fig.events_per_s)
+                        ));
+                        contender.runs.push(fig);
+                    }
+                    Err(e) => {
+                        self.say(format!("W6 {}: failed: {e:#}", contender.name));
+                        contender.failures.push(format!("round {}: {e:#}", run + 1));
+                    }
+                }
+                self.done_step();
+            }
+        }
+        Ok(WorkloadResult {
+            id: "W6".into(),
+            title: "in-process".into(),
+            shape: format!(
+                "W1 through the library API, no network: {events} `incr` events on 100,000 uniform keys in batches of 1,000, built before the clock starts, 64 submissions in flight (`Engine::enqueue` → `Ticket::wait`), default shards; durable on a fresh data dir. Python peer (bench/peers/asyncio_peer.py): the same key distribution, events generated in the script before its clock starts, {} events (drain) / {} events (wait_for), batches of 1,000, 5 ms deadline.",
+                self.sizes.python_drain_events, self.sizes.python_wait_for_events
+            ),
+            contenders,
+            ratios: Vec::new(),
+            notes: vec![
+                "Latency is not reported for W6 (pipelined submissions; throughput is the figure)."
+                    .into(),
+            ],
+        })
+    }
+
+    /// The ratios each workload reports.
+    fn add_ratios(&self, w: &mut WorkloadResult) {
+        let tcp = |a: AckMode| Spec::Tcp(a).name();
+        let redis = |p: RedisPersistence| Spec::Redis(p).name();
+        match w.id.as_str() {
+            "W1" => {
+                w.add_ratio(
+                    "tcp ack=applied / redis no persistence",
+                    &tcp(AckMode::Applied),
+                    &redis(RedisPersistence::None),
+                    "events_per_s",
+                );
+                w.add_ratio(
+                    "tcp ack=durable / redis no persistence",
+                    &tcp(AckMode::Durable),
+                    &redis(RedisPersistence::None),
+                    "events_per_s",
+                );
+                w.add_ratio(
+                    "tcp ack=durable / redis aof everysec",
+                    &tcp(AckMode::Durable),
+                    &redis(RedisPersistence::EverySec),
+                    "events_per_s",
+                );
+                w.add_ratio(
+                    "tcp ack=durable / redis aof always",
+                    &tcp(AckMode::Durable),
+                    &redis(RedisPersistence::Always),
+                    "events_per_s",
+                );
+                w.add_ratio(
+                    "http ack=durable / redis aof always",
+                    &Spec::Http(AckMode::Durable).name(),
+                    &redis(RedisPersistence::Always),
+                    "events_per_s",
+                );
+            }
+            "W2" => {
+                w.add_ratio(
+                    "tcp ack=applied / redis no persistence",
+                    &tcp(AckMode::Applied),
+                    &redis(RedisPersistence::None),
+                    "events_per_s",
+                );
+                w.add_ratio(
+                    "tcp ack=durable / redis aof always",
+                    &tcp(AckMode::Durable),
+                    &redis(RedisPersistence::Always),
+                    "events_per_s",
+                );
+            }
+            "W5" => {
+                w.add_ratio(
+                    "ready time: statecraft / redis aof always",
+                    "statecraft (durable, kill -9)",
+                    "redis aof always (kill -9)",
+                    "ready_ms",
+                );
+            }
+            "W6" => {
+                let drain = "python asyncio, get_nowait drain (4 workers)";
+                let wait_for = "python asyncio, wait_for per item (4 workers)";
+                for ack in ["applied", "durable"] {
+                    let name = format!("statecraft in-process ack={ack}");
+                    w.add_ratio(
+                        &format!("ack={ack} / python wait_for (textbook)"),
+                        &name,
+                        wait_for,
+                        "events_per_s",
+                    );
+                    w.add_ratio(
+                        &format!("ack={ack} / python drain"),
+                        &name,
+                        drain,
+                        "events_per_s",
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `n` distinct random key indices below `len`.
+fn sample_keys(len: u64, n: usize, seed: u64) -> Vec<u64> {
+    use rand::SeedableRng;
+    use rand::seq::index::sample;
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(0xC01D ^ seed);
+    let n = n.min(len as usize);
+    sample(&mut rng, len as usize, n)
+        .into_iter()
+        .map(|i| i as u64)
+        .collect()
+}
+
+/// Bytes under `dir` (files only).
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// `GET key` for each sampled key over one connection, one at a time.
+fn redis_gets(port: u16, keys: &KeySpace, sample: &[u64]) -> anyhow::Result<(Vec<Duration>, u64)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).context("connecting to redis")?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut lat = Vec::with_capacity(sample.len());
+    let mut wrong = 0;
+    let mut out = bytes::BytesMut::new();
+    let mut buf = vec![0u8; 4096];
+    for i in sample {
+        out.clear();
+        crate::cmd::load::resp::put_command(&mut out, &[b"GET", keys.key(*i).as_bytes()]);
+        let t = Instant::now();
+        s.write_all(&out)?;
+        let mut have = 0;
+        loop {
+            let n = s.read(&mut buf[have..])?;
+            anyhow::ensure!(n > 0, "redis closed the connection");
+            have += n;
+            if let Some((reply, _)) = crate::cmd::load::resp::parse_reply(&buf[..have])? {
+                if reply != crate::cmd::load::resp::Reply::Bulk(Some(b"1")) {
+                    wrong += 1;
+                }
+                break;
+            }
+            anyhow::ensure!(have < buf.len(), "a GET reply over 4 KiB");
+        }
+        lat.push(t.elapsed());
+    }
+    Ok((lat, wrong))
+}
+
+/// W5's figure: the write phase's throughput and latency, plus the
+/// recovery figures as extras.
+fn w5_figure(
+    run: usize,
+    write: &LoadReport,
+    ready: Duration,
+    lat: &[Duration],
+    wrong: u64,
+    bytes: u64,
+) -> RunFigure {
+    let mut sorted: Vec<f64> = lat.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    sorted.sort_by(f64::total_cmp);
+    let q = |p: f64| -> f64 {
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+        sorted[i]
+    };
+    let mut fig = RunFigure::from_load(run, write, true);
+    fig.extra
+        .insert("ready_ms".into(), ready.as_secs_f64() * 1e3);
+    fig.extra.insert("cold_read_p50_ms".into(), q(0.5));
+    fig.extra.insert("cold_read_p99_ms".into(), q(0.99));
+    fig.extra.insert("cold_read_max_ms".into(), q(1.0));
+    fig.extra.insert("cold_read_wrong".into(), wrong as f64);
+    fig.extra
+        .insert("data_mib".into(), bytes as f64 / (1 << 20) as f64);
+    fig
+}
+
+/// BENCH.md's targets against this run's figures.
+fn targets(ws: &[WorkloadResult]) -> Vec<TargetCheck> {
+    let w = |id: &str| ws.iter().find(|w| w.id == id);
+    let median = |id: &str, name: &str| {
+        w(id)
+            .and_then(|w| w.contender(name))
+            .and_then(|c| c.median.clone())
+    };
+    let eps = |id: &str, name: &str| median(id, name).map(|m| m.events_per_s);
+    let mut out = Vec::new();
+    let mut check = |workload: &str, target: &str, figure: Option<String>, met: Option<bool>| {
+        out.push(TargetCheck {
+            workload: workload.into(),
+            target: target.into(),
+            figure: figure.unwrap_or_else(|| "not measured".into()),
+            met,
+        });
+    };
+    let at_least = |v: Option<f64>, min: f64| v.map(|v| v >= min);
+    let times = |v: Option<f64>| v.map(|v| format!("{v:.2}×"));
+
+    let w6a = eps("W6", "statecraft in-process ack=applied");
+    check(
+        "W6",
+        "in-process, ack=applied ≥ 10 M events/s",
+        w6a.map(|v| format!("{} events/s", si(v))),
+        at_least(w6a, 10e6),
+    );
+    let w6d = eps("W6", "statecraft in-process ack=durable");
+    check(
+        "W6",
+        "in-process, ack=durable ≥ 3 M events/s",
+        w6d.map(|v| format!("{} events/s", si(v))),
+        at_least(w6d, 3e6),
+    );
+
+    let r = w("W1").and_then(|w| w.ratio("tcp ack=applied / redis no persistence"));
+    check(
+        "W1",
+        "TCP ack=applied ≥ 2 × Redis pipelined INCRBY, no persistence",
+        times(r),
+        at_least(r, 2.0),
+    );
+    let r = w("W1").and_then(|w| w.ratio("tcp ack=durable / redis no persistence"));
+    check(
+        "W1",
+        "TCP ack=durable ≥ 1 × Redis no persistence",
+        times(r),
+        at_least(r, 1.0),
+    );
+    let r = w("W1").and_then(|w| w.ratio("tcp ack=durable / redis aof always"));
+    check(
+        "W1",
+        "TCP ack=durable ≥ 3 × Redis appendfsync always",
+        times(r),
+        at_least(r, 3.0),
+    );
+    let h = eps("W1", "statecraft http ack=durable");
+    check(
+        "W1",
+        "HTTP NDJSON ack=durable ≥ 1 M events/s",
+        h.map(|v| format!("{} events/s", si(v))),
+        at_least(h, 1e6),
+    );
+
+    let r = w("W6").and_then(|w| w.ratio("ack=applied / python wait_for (textbook)"));
+    check(
+        "W6",
+        "≥ 100 × the textbook Python design (wait_for per item)",
+        times(r),
+        at_least(r, 100.0),
+    );
+    let r = w("W6").and_then(|w| w.ratio("ack=applied / python drain"));
+    check(
+        "W6",
+        "≥ 10 × the draining Python design",
+        times(r),
+        at_least(r, 10.0),
+    );
+
+    let w3 = median("W3", "statecraft tcp ack=durable").and_then(|m| m.latency);
+    check(
+        "W3",
+        "durable ack latency p99 ≤ 2 ms, p999 ≤ 5 ms",
+        w3.map(|l| format!("p99 {:.3} ms, p999 {:.3} ms", l.p99_ms, l.p999_ms)),
+        w3.map(|l| l.p99_ms <= 2.0 && l.p999_ms <= 5.0),
+    );
+
+    let w4: Vec<(String, report::MedianFigure)> = w("W4")
+        .map(|w| {
+            w.contenders
+                .iter()
+                .filter_map(|c| Some((c.name.clone(), c.median.clone()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let w3_p99 = w3.map(|l| l.p99_ms);
+    for (name, m) in &w4 {
+        let up = m.extra.get("stayed_up").copied().unwrap_or(0.0) >= 1.0;
+        let peak = m.extra.get("peak_rss_mib").copied().unwrap_or(f64::NAN);
+        let bound = m.extra.get("rss_bound_mib").copied().unwrap_or(f64::NAN);
+        let p99 = m.ok_latency.map_or(f64::NAN, |l| l.p99_ms);
+        check(
+            "W4",
+            &format!("{name}: process stays up; RSS ≤ bound + 10 %"),
+            Some(format!(
+                "{}; peak RSS {peak:.0} MiB vs bound {bound:.0} MiB",
+                if up { "stayed up" } else { "DOWN" }
+            )),
+            Some(up && peak <= bound * 1.1),
+        );
+        check(
+            "W4",
+            &format!("{name}: admitted p99 ≤ 2 × W3's durable p99"),
+            Some(format!(
+                "admitted p99 {p99:.3} ms vs 2 × {} ms",
+                w3_p99.map_or("?".into(), |v| format!("{v:.3}"))
+            )),
+            w3_p99.map(|w3| p99 <= 2.0 * w3),
+        );
+    }
+
+    let w5 = median("W5", "statecraft (durable, kill -9)");
+    let keys = ws
+        .iter()
+        .find(|w| w.id == "W5")
+        .map(|w| w.shape.split_whitespace().next().unwrap_or("?").to_owned());
+    check(
+        "W5",
+        "ready ≤ 1 s with 10 M keys; cold read p99 ≤ 1 ms",
+        w5.as_ref().map(|m| {
+            format!(
+                "ready {:.0} ms, cold read p99 {:.3} ms ({} keys)",
+                m.extra.get("ready_ms").copied().unwrap_or(f64::NAN),
+                m.extra.get("cold_read_p99_ms").copied().unwrap_or(f64::NAN),
+                keys.clone().unwrap_or_default()
+            )
+        }),
+        w5.as_ref().map(|m| {
+            m.extra.get("ready_ms").is_some_and(|v| *v <= 1000.0)
+                && m.extra.get("cold_read_p99_ms").is_some_and(|v| *v <= 1.0)
+        }),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_civil_dates() {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_795_622_400 + 3_661);
+        assert_eq!(utc_timestamp(t), "2026-11-25T01:01:01Z");
+        assert_eq!(utc_timestamp(std::time::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap = std::time::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(utc_timestamp(leap), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn sampled_keys_are_distinct_and_in_range() {
+        let s = sample_keys(1000, 100, 1);
+        let mut d = s.clone();
+        d.sort_unstable();
+        d.dedup();
+        assert_eq!(d.len(), 100);
+        assert!(s.iter().all(|&i| i < 1000));
+    }
+}
