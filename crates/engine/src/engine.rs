@@ -115,6 +115,18 @@ impl Default for EngineConfig {
     }
 }
 
+/// How long one admission call waits for room under the `block` policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BlockWait {
+    /// The engine's `block_timeout`.
+    #[default]
+    EngineDefault,
+    /// As long as it takes (the producer is held, e.g. a TCP reader).
+    Forever,
+    /// At most this long, then `overloaded`.
+    UpTo(Duration),
+}
+
 /// Builds an [`Engine`].
 #[derive(Default)]
 pub struct EngineBuilder {
@@ -557,6 +569,21 @@ impl Engine {
         self.enqueue_from(items, ack, None).await
     }
 
+    /// Like [`enqueue_decoded`](Self::enqueue_decoded), with this call's own
+    /// wait for room under `block` instead of the engine's `block_timeout`:
+    /// a TCP connection waits as long as it takes (it stops reading, and TCP
+    /// flow control pushes back), an HTTP request gives up after a timeout.
+    pub async fn enqueue_decoded_waiting(
+        &self,
+        items: Vec<Result<Event, Rejection>>,
+        ack: AckMode,
+        wait: BlockWait,
+    ) -> Result<Ticket, EngineError> {
+        let (events, positions, results) = self.split_decoded(items);
+        self.admit_with(events, Some(positions), results, ack, None, wait)
+            .await
+    }
+
     /// Like [`enqueue_decoded`](Self::enqueue_decoded), for events from a
     /// replayable source: `positions[i]` is item i's position in `source`
     /// (0 = none). An event at or below the position its shard has stored
@@ -578,6 +605,18 @@ impl Engine {
         ack: AckMode,
         source: Option<(&str, Vec<u64>)>,
     ) -> Result<Ticket, EngineError> {
+        let (events, positions, results) = self.split_decoded(items);
+        self.admit(events, Some(positions), results, ack, source)
+            .await
+    }
+
+    /// Splits decoded input into the events to admit, their input positions,
+    /// and result slots pre-filled for the items that failed to decode.
+    #[allow(clippy::type_complexity)]
+    fn split_decoded(
+        &self,
+        items: Vec<Result<Event, Rejection>>,
+    ) -> (Vec<Event>, Vec<u32>, Vec<Option<EventResult>>) {
         let mut results: Vec<Option<EventResult>> = Vec::with_capacity(items.len());
         let mut events = Vec::with_capacity(items.len());
         let mut positions = Vec::with_capacity(items.len());
@@ -595,8 +634,7 @@ impl Engine {
                 }
             }
         }
-        self.admit(events, Some(positions), results, ack, source)
-            .await
+        (events, positions, results)
     }
 
     /// Admission proper. `events[j]` is the caller's input item
@@ -608,10 +646,28 @@ impl Engine {
         &self,
         events: Vec<Event>,
         input_pos: Option<Vec<u32>>,
-        mut results: Vec<Option<EventResult>>,
+        results: Vec<Option<EventResult>>,
         ack: AckMode,
         source: Option<(&str, Vec<u64>)>,
     ) -> Result<Ticket, EngineError> {
+        self.admit_with(events, input_pos, results, ack, source, BlockWait::EngineDefault)
+            .await
+    }
+
+    async fn admit_with(
+        &self,
+        events: Vec<Event>,
+        input_pos: Option<Vec<u32>>,
+        mut results: Vec<Option<EventResult>>,
+        ack: AckMode,
+        source: Option<(&str, Vec<u64>)>,
+        wait: BlockWait,
+    ) -> Result<Ticket, EngineError> {
+        let block_timeout = match wait {
+            BlockWait::EngineDefault => self.inner.config.block_timeout,
+            BlockWait::Forever => None,
+            BlockWait::UpTo(d) => Some(d),
+        };
         let inner = &*self.inner;
         if inner.closing.load(Ordering::Acquire) {
             return Err(EngineError::ShuttingDown);
@@ -696,7 +752,7 @@ impl Engine {
                     ack,
                     reply,
                 };
-                let pushed = match inner.config.block_timeout {
+                let pushed = match block_timeout {
                     Some(t) if queue.policy() == OverflowPolicy::Block => {
                         match tokio::time::timeout(t, queue.push(sub, n, bytes)).await {
                             Ok(r) => Some(r),

@@ -385,7 +385,13 @@ impl Connection {
                         continue;
                     }
                     let admit_began = std::time::Instant::now();
-                    match engine.enqueue_decoded(items, ack).await {
+                    // Under `block` a connection waits for room as long as it
+                    // takes: it stops reading and TCP flow control pushes
+                    // back on the producer (no timeout, unlike HTTP).
+                    match engine
+                        .enqueue_decoded_waiting(items, ack, statecraft_engine::BlockWait::Forever)
+                        .await
+                    {
                         Ok(ticket) => {
                             let admitted = std::time::Instant::now();
                             self.shared.observe.record(
