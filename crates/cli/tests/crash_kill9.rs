@@ -140,7 +140,9 @@ fn no_acked_event_lost_or_doubled_across_kill_9() {
         let todo: Vec<usize> = (0..(round + 1) * WAVE)
             .filter(|i| !acked.contains(i))
             .collect();
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let life = Duration::from_millis((seed >> 33) % 60);
         let got = run_once(dir.path(), &todo, Some(life));
         eprintln!(
