@@ -234,16 +234,16 @@ impl Coordinator {
                     true
                 }
             };
-            if give_back && !h.lost {
-                if let Err(e) = self
+            if give_back
+                && !h.lost
+                && let Err(e) = self
                     .node
                     .infra
                     .leases
                     .delete_expect_revision(names::lease_key(p), Some(h.lease_rev))
                     .await
-                {
-                    tracing::debug!(partition = p, error = %e, "deleting the lease failed (it will expire)");
-                }
+            {
+                tracing::debug!(partition = p, error = %e, "deleting the lease failed (it will expire)");
             }
         }
     }

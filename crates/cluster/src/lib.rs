@@ -6,12 +6,12 @@
 //!
 //! # A tour of the layout
 //!
-//! - [`config`]: [`ClusterConfig`], every setting of a node.
+//! - [`config`]: every setting of a node, [`ClusterConfig`].
 //! - [`names`]: the stream, subjects, buckets, keys and ids on the NATS side.
 //! - `infra`: the connection; creating or checking the stream (its partition
 //!   count is fixed at creation) and the KV buckets `statecraft-leases`,
 //!   `statecraft-nodes`, `statecraft-changelog`.
-//! - [`producer`]: [`Producer`] — one message per event on
+//! - [`producer`]: publishing, [`Producer`] — one message per event on
 //!   `statecraft.events.<p>` with a `Nats-Msg-Id`; `ack=none|durable|applied`.
 //! - `coordinator`: the node's membership and lease loop — heartbeat,
 //!   revision-checked lease renewal, fair-share claims and cooperative
@@ -23,9 +23,9 @@
 //! - `changelog`: the changelog's entries and marker, and the two
 //!   revision checks that keep them true with a stale owner around.
 //! - `node`: what the tasks of a node share.
-//! - [`cluster`]: [`Cluster::start`] and [`ClusterHandle`] — `publish`,
+//! - [`cluster`]: the node's handle — [`Cluster::start`] and [`ClusterHandle`] — `publish`,
 //!   `owner_of`, `get` (proxied to the owner), `stats`, `shutdown`.
-//! - [`stats`]: [`ClusterStats`].
+//! - [`stats`]: the node's figures, [`ClusterStats`].
 //!
 //! # Example
 //!

@@ -49,8 +49,14 @@ async fn a_moved_marker_fences_the_owner_and_nothing_is_lost_or_doubled() {
             .map(|i| Ok(Event::incr(keys[i % keys.len()].clone(), 1).with_id(format!("e{i}"))))
             .collect()
     };
-    let r = node.publish(batch(0, 100), AckMode::Applied).await.expect("publish");
-    assert!(r.iter().all(|r| matches!(r, EventResult::Applied { .. })), "{r:?}");
+    let r = node
+        .publish(batch(0, 100), AckMode::Applied)
+        .await
+        .expect("publish");
+    assert!(
+        r.iter().all(|r| matches!(r, EventResult::Applied { .. })),
+        "{r:?}"
+    );
 
     // Play the new owner: bump partition 0's marker behind the node's back.
     let client = async_nats::connect(&nats.url).await.expect("connect");
@@ -65,11 +71,18 @@ async fn a_moved_marker_fences_the_owner_and_nothing_is_lost_or_doubled() {
         .expect("bump");
 
     // The next batch of partition 0 cannot commit: the node is fenced.
-    let r = node.publish(batch(100, 100), AckMode::Durable).await.expect("publish");
+    let r = node
+        .publish(batch(100, 100), AckMode::Durable)
+        .await
+        .expect("publish");
     assert!(r.iter().all(|r| *r == EventResult::Accepted), "{r:?}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while node.stats().fenced == 0 {
-        assert!(Instant::now() < deadline, "never fenced: {:?}", node.stats());
+        assert!(
+            Instant::now() < deadline,
+            "never fenced: {:?}",
+            node.stats()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The lease ages out, the node claims partition 0 again (a new epoch),
@@ -83,8 +96,14 @@ async fn a_moved_marker_fences_the_owner_and_nothing_is_lost_or_doubled() {
         assert!(Instant::now() < deadline, "not re-acquired: {s:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let r = node.publish(batch(200, 100), AckMode::Applied).await.expect("publish");
-    assert!(r.iter().all(|r| matches!(r, EventResult::Applied { .. })), "{r:?}");
+    let r = node
+        .publish(batch(200, 100), AckMode::Applied)
+        .await
+        .expect("publish");
+    assert!(
+        r.iter().all(|r| matches!(r, EventResult::Applied { .. })),
+        "{r:?}"
+    );
     for k in &keys {
         let v = node.get(k).await.expect("read").expect("present");
         assert_eq!(v.value.as_i64(), Some(30), "key {k}: {v:?}");
@@ -115,11 +134,21 @@ async fn another_partition_count_is_refused_with_a_clear_error() {
         .await
         .expect_err("mismatch");
     assert!(
-        matches!(err, ClusterError::PartitionMismatch { existing: 2, configured: 3, .. }),
+        matches!(
+            err,
+            ClusterError::PartitionMismatch {
+                existing: 2,
+                configured: 3,
+                ..
+            }
+        ),
         "{err}"
     );
     let text = err.to_string();
-    assert!(text.contains("2 partitions") && text.contains("--partitions 2"), "{text}");
+    assert!(
+        text.contains("2 partitions") && text.contains("--partitions 2"),
+        "{text}"
+    );
     node.shutdown().await.expect("shutdown");
     engine.shutdown().await.expect("engine");
 }
