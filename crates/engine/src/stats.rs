@@ -173,10 +173,32 @@ pub struct ShardMetrics {
 }
 
 impl ShardMetrics {
-    /// Counts the results of one sub-batch.
+    /// Counts the results of one sub-batch: tallied locally, then one atomic
+    /// add per status that occurred (not one per event).
     pub fn count_results(&self, results: &[EventResult]) {
+        let mut tally = [0u64; 5];
         for r in results {
-            self.results.count(r);
+            let i = match r {
+                EventResult::Applied { .. } => 0,
+                EventResult::Duplicate => 1,
+                EventResult::Conflict { .. } => 2,
+                EventResult::Rejected { .. } => 3,
+                EventResult::Overloaded => 4,
+                EventResult::Accepted => continue,
+            };
+            tally[i] += 1;
+        }
+        let counters = [
+            &self.results.applied,
+            &self.results.duplicate,
+            &self.results.conflict,
+            &self.results.rejected,
+            &self.results.overloaded,
+        ];
+        for (c, n) in counters.into_iter().zip(tally) {
+            if n > 0 {
+                c.fetch_add(n, Ordering::Relaxed);
+            }
         }
     }
 
