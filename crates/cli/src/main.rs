@@ -1,6 +1,6 @@
 //! The `statecraft` binary: one command per subcommand module under `cmd/`.
 //!
-//! Tour: `cmd::serve` runs the server; `send`/`get`/`scan`/`watch`/`backup` are
+//! Tour: `cmd::serve` runs the server; `send`/`get`/`scan`/`watch`/`backup`/`top` are
 //! clients of a running server; `load` and `bench` measure; `pipe` is the engine
 //! speaking the lesson pipe protocol on stdio; `lessons`, `check` and `coach` are
 //! the learning path. Errors reach the user through anyhow, once, at this edge.
@@ -54,6 +54,8 @@ enum Command {
     /// Run BENCH.md's workloads against Statecraft and its peers; write
     /// results.json, report.md and chart.svg.
     Bench(Box<cmd::bench::BenchArgs>),
+    /// The dashboard's figures live in the terminal (a server given by URL).
+    Top(cmd::top::TopArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Backup(args) => cmd::backup::run(args),
         Command::Load(args) => cmd::load::run(*args),
         Command::Bench(args) => cmd::bench::run(*args),
+        Command::Top(args) => cmd::top::run(args),
     };
     match outcome {
         Ok(code) => code,

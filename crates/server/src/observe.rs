@@ -206,6 +206,7 @@ async fn stats(
             "target_ms": a.target.as_secs_f64() * 1e3,
             "min": a.min,
             "max": a.max,
+            "band": a.band,
             "interval_ms": a.interval.as_millis() as u64,
         })
     });

@@ -12,4 +12,5 @@ pub mod remote;
 pub mod scan;
 pub mod send;
 pub mod serve;
+pub mod top;
 pub mod watch;
