@@ -29,7 +29,11 @@ async fn a_joining_node_takes_its_share_without_loss_or_doubles() {
     let took = wait_balanced(&http, &[&n1, &n2, &n3], Duration::from_secs(30)).await;
     eprintln!("rebalanced {took:?} after the third node was ready");
     publishing.await.expect("publisher");
-    assert_eq!(serving(&http, &n3).await.len(), 2, "the new node's fair share");
+    assert_eq!(
+        serving(&http, &n3).await.len(),
+        2,
+        "the new node's fair share"
+    );
     assert!(total(&http, &[&n1, &n2], "releases").await >= 2);
     assert_exact(&http, &[&n1, &n2, &n3], &expected, Duration::from_secs(60)).await;
     stop(n1);

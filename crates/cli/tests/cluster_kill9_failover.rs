@@ -37,7 +37,10 @@ async fn a_killed_node_s_partitions_move_and_every_event_counts_once() {
     wait_balanced(&http, &[&n1, &n3], Duration::from_secs(20)).await;
     let failover = killed_at.elapsed();
     publishing.await.expect("publisher");
-    eprintln!("partitions of the killed node served again {:?} after the kill", failover);
+    eprintln!(
+        "partitions of the killed node served again {:?} after the kill",
+        failover
+    );
     assert!(
         failover <= TTL + TTL / 4 + Duration::from_secs(3),
         "failover took {failover:?} with a {TTL:?} lease"

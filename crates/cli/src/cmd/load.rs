@@ -329,6 +329,9 @@ pub async fn run_load(config: &LoadConfig, keys: Arc<KeySpace>) -> anyhow::Resul
         Endpoint::Tcp(addr) => Targets::Tcp(tcp::connect_all(addr, conns, config).await?),
         Endpoint::Http(base) => Targets::Http(http::connect(base, conns, config).await?),
         Endpoint::Redis(addr) => Targets::Redis(redis::connect_all(addr, conns, config).await?),
+        Endpoint::Nats(url) => anyhow::bail!(
+            "`statecraft load --target {url}`: publishing load straight to a cluster's NATS stream is not implemented yet; load a cluster node over http:// or tcp:// (it publishes to the stream), or use `statecraft send --server {url}`"
+        ),
     };
     let mut sources = Vec::with_capacity(conns);
     for i in 0..conns {

@@ -42,6 +42,9 @@ pub enum Endpoint {
     Tcp(String),
     /// A Redis server at `HOST:PORT` (`load` only).
     Redis(String),
+    /// A Statecraft cluster's NATS server(s), `nats://HOST:PORT[,…]`: events
+    /// are published to the cluster's stream (`send` only).
+    Nats(String),
 }
 
 impl Endpoint {
@@ -57,7 +60,9 @@ impl Endpoint {
             );
             Ok(rest.to_owned())
         };
-        if let Some(rest) = url.strip_prefix("tcp://") {
+        if url.starts_with("nats://") {
+            Ok(Endpoint::Nats(url.to_owned()))
+        } else if let Some(rest) = url.strip_prefix("tcp://") {
             Ok(Endpoint::Tcp(host_port(rest, "tcp")?))
         } else if let Some(rest) = url.strip_prefix("redis://") {
             Ok(Endpoint::Redis(host_port(rest, "redis")?))
@@ -65,7 +70,7 @@ impl Endpoint {
             Ok(Endpoint::Http(url.trim_end_matches('/').to_owned()))
         } else {
             anyhow::bail!(
-                "`{url}`: expected http://HOST:PORT, https://HOST:PORT, tcp://HOST:PORT or redis://HOST:PORT"
+                "`{url}`: expected http://HOST:PORT, https://HOST:PORT, tcp://HOST:PORT, redis://HOST:PORT or nats://HOST:PORT"
             )
         }
     }
@@ -76,6 +81,7 @@ impl Endpoint {
             Endpoint::Http(base) => base.clone(),
             Endpoint::Tcp(a) => format!("tcp://{a}"),
             Endpoint::Redis(a) => format!("redis://{a}"),
+            Endpoint::Nats(url) => url.clone(),
         }
     }
 }

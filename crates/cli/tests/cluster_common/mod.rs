@@ -295,7 +295,11 @@ pub async fn assert_exact(
                     break;
                 }
                 if let Some(g) = got {
-                    assert!(g <= *want, "key {key} on {} = {g} > {want}: applied twice", node.id);
+                    assert!(
+                        g <= *want,
+                        "key {key} on {} = {g} > {want}: applied twice",
+                        node.id
+                    );
                 }
                 assert!(
                     began.elapsed() < within,
