@@ -341,13 +341,37 @@ impl PrometheusExport {
     }
 }
 
-/// One summary family: `(labels, summary)` rows; `scale` turns the
-/// summary's unit into the family's (1e-6: µs → s; 1: counts).
+/// How a summary's values are written.
+#[derive(Clone, Copy)]
+enum Unit {
+    /// µs in, seconds out (exact: six decimals of an integer).
+    Seconds,
+    /// Counts, as they are.
+    Count,
+}
+
+impl Unit {
+    fn value(self, v: u64) -> String {
+        match self {
+            Unit::Seconds => format!("{}.{:06}", v / 1_000_000, v % 1_000_000),
+            Unit::Count => v.to_string(),
+        }
+    }
+
+    fn sum(self, mean: f64, count: u64) -> String {
+        match self {
+            Unit::Seconds => format!("{:.6}", mean * count as f64 / 1e6),
+            Unit::Count => format!("{:.0}", mean * count as f64),
+        }
+    }
+}
+
+/// One summary family: `(labels, summary)` rows.
 fn summary_family(
     out: &mut String,
     name: &str,
     help: &str,
-    scale: f64,
+    unit: Unit,
     rows: &[(String, Summary)],
 ) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -364,7 +388,7 @@ fn summary_family(
             let _ = writeln!(
                 out,
                 "{name}{{{labels}{sep}quantile=\"{q}\"}} {}",
-                v as f64 * scale
+                unit.value(v)
             );
         }
         let braces = if labels.is_empty() {
@@ -372,11 +396,7 @@ fn summary_family(
         } else {
             format!("{{{labels}}}")
         };
-        let _ = writeln!(
-            out,
-            "{name}_sum{braces} {}",
-            s.mean * s.count as f64 * scale
-        );
+        let _ = writeln!(out, "{name}_sum{braces} {}", unit.sum(s.mean, s.count));
         let _ = writeln!(out, "{name}_count{braces} {}", s.count);
     }
 }
@@ -394,21 +414,21 @@ pub(crate) fn render_summaries(out: &mut String, stats: &EngineStats) {
         out,
         "statecraft_queue_wait_seconds",
         "Queue wait per event, enqueue to taken by the shard worker, since start.",
-        1e-6,
+        Unit::Seconds,
         &per_shard(|s| s.queue_wait_us),
     );
     summary_family(
         out,
         "statecraft_apply_seconds",
         "Apply time per batch in a shard worker, since start.",
-        1e-6,
+        Unit::Seconds,
         &per_shard(|s| s.apply_us),
     );
     summary_family(
         out,
         "statecraft_batch_events",
         "Events per applied batch, since start.",
-        1.0,
+        Unit::Count,
         &per_shard(|s| s.batch_events),
     );
     if let Some(d) = &stats.durability {
@@ -416,21 +436,21 @@ pub(crate) fn render_summaries(out: &mut String, stats: &EngineStats) {
             out,
             "statecraft_fsync_seconds",
             "Group-commit fsync latency (the commit stage), since start.",
-            1e-6,
+            Unit::Seconds,
             &[(String::new(), d.fsync_us)],
         );
         summary_family(
             out,
             "statecraft_fsync_records",
             "Batch records covered by one fsync, since start.",
-            1.0,
+            Unit::Count,
             &[(String::new(), d.records_per_fsync)],
         );
         summary_family(
             out,
             "statecraft_checkpoint_seconds",
             "Checkpoint write time, since start.",
-            1e-6,
+            Unit::Seconds,
             &[(String::new(), d.checkpoint_us)],
         );
     }
