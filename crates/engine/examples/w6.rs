@@ -1,7 +1,11 @@
 //! BENCH.md W6: `incr` by 1 on 100,000 uniform keys through the library API,
 //! no network. Prints events/s per ack mode.
 //!
-//! `cargo run --release -p statecraft-engine --example w6 -- [events] [batch] [ack] [data_dir]`
+//! `cargo run --release -p statecraft-engine --example w6 -- [events] [batch] [ack] [data_dir|-] [rate]`
+//!
+//! With `rate` (events/s) it is BENCH.md W3 in process: batches are offered
+//! on a fixed schedule and the latency of each from its *scheduled* time to
+//! its ack is recorded (no coordinated omission); prints p50/p99/p999/max.
 
 use std::time::Instant;
 
@@ -9,6 +13,52 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use statecraft_engine::{AckMode, Engine, Event};
+
+/// W3: offers `batches` at `rate` events/s; latency from each batch's
+/// scheduled time to its ack.
+async fn fixed_rate(
+    engine: Engine,
+    batches: Vec<Vec<Event>>,
+    batch: usize,
+    ack: AckMode,
+    rate: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let hist = std::sync::Arc::new(std::sync::Mutex::new(
+        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?,
+    ));
+    let interval = std::time::Duration::from_secs_f64(batch as f64 / rate);
+    let start = tokio::time::Instant::now();
+    let mut waiters = Vec::with_capacity(batches.len());
+    let n = batches.len();
+    for (i, b) in batches.into_iter().enumerate() {
+        let scheduled = start + interval * i as u32;
+        tokio::time::sleep_until(scheduled).await;
+        let ticket = engine.enqueue(b, ack).await?;
+        let h = std::sync::Arc::clone(&hist);
+        waiters.push(tokio::spawn(async move {
+            ticket.wait().await;
+            let us = scheduled.elapsed().as_micros().max(1) as u64;
+            if let Ok(mut h) = h.lock() {
+                let _ = h.record(us);
+            }
+        }));
+    }
+    for w in waiters {
+        w.await?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let h = hist.lock().map_err(|_| "poisoned")?;
+    println!(
+        "W3 ack={ack} batch={batch} rate={rate:.0} events={} seconds={secs:.3} p50_ms={:.3} p99_ms={:.3} p999_ms={:.3} max_ms={:.3}",
+        n * batch,
+        h.value_at_quantile(0.5) as f64 / 1e3,
+        h.value_at_quantile(0.99) as f64 / 1e3,
+        h.value_at_quantile(0.999) as f64 / 1e3,
+        h.max() as f64 / 1e3,
+    );
+    engine.shutdown().await?;
+    Ok(())
+}
 
 /// User + system CPU time of this process so far, in seconds (Linux).
 fn cpu_seconds() -> f64 {
@@ -45,9 +95,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|s| AckMode::parse(s))
         .unwrap_or(AckMode::Applied);
     let mut builder = Engine::builder().max_batch(4096);
-    if let Some(dir) = args.get(4) {
+    if let Some(dir) = args.get(4).filter(|d| d.as_str() != "-") {
         builder = builder.data_dir(dir);
     }
+    let rate: Option<f64> = args.get(5).and_then(|s| s.parse().ok());
     let engine = builder.open().await?;
     let keys: Vec<String> = (0..100_000).map(|i| format!("user:{i}")).collect();
     // Pre-build the batches: W6 measures the engine, not event construction.
@@ -60,6 +111,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let total = batches.len() * batch;
+    if let Some(rate) = rate {
+        return fixed_rate(engine, batches, batch, ack, rate).await;
+    }
     let cpu_before = cpu_seconds();
     let start = Instant::now();
     let mut inflight = std::collections::VecDeque::new();
