@@ -47,7 +47,7 @@ async fn fixed_rate(
         w.await?;
     }
     let secs = start.elapsed().as_secs_f64();
-    let h = hist.lock().map_err(|_| "poisoned")?;
+    let h = hist.lock().map_err(|_| "poisoned")?.clone();
     println!(
         "W3 ack={ack} batch={batch} rate={rate:.0} events={} seconds={secs:.3} p50_ms={:.3} p99_ms={:.3} p999_ms={:.3} max_ms={:.3}",
         n * batch,
