@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use futures::{FutureExt, StreamExt};
 use statecraft_engine::limits::decode_event;
-use statecraft_engine::{AckMode, EngineError, Event, EventResult, Op, RejectCode, Rejection};
+use statecraft_engine::{
+    AckMode, EngineError, Event, EventResult, RejectCode, Rejection, StateRecord,
+};
 
 use crate::changelog::{self, CommitError, Entry, Marker};
 use crate::error::ClusterError;
@@ -124,8 +126,10 @@ async fn acquire(node: &Node, p: u32) -> Result<Owned, ClusterError> {
 }
 
 /// Makes the local state of partition `p` equal to the changelog: keys the
-/// changelog does not have (or has deleted) are deleted, keys whose value
-/// differs are set. Returns how many keys were written.
+/// changelog does not have (or has deleted) are deleted, keys that differ are
+/// installed verbatim — value, version, timestamps and expiry — with
+/// `Engine::restore`, so versions continue across a move. Returns how many
+/// keys were written.
 async fn rebuild_local(
     node: &Node,
     p: u32,
@@ -134,7 +138,7 @@ async fn rebuild_local(
     let engine = &node.engine;
     let partitions = node.infra.partitions;
     let now = crate::node::unix_ms();
-    let mut writes: Vec<Event> = Vec::new();
+    let mut writes: Vec<(String, Option<StateRecord>)> = Vec::new();
     // Local keys of p that the changelog does not know are not part of the
     // partition's history as committed: drop them.
     let mut after: Option<String> = None;
@@ -149,7 +153,7 @@ async fn rebuild_local(
                 .get(&rec.key)
                 .is_some_and(|(e, _)| !e.d && e.exp.is_none_or(|t| t > now));
             if !keep {
-                writes.push(Event::new(rec.key.clone(), Op::Delete));
+                writes.push((rec.key.clone(), None));
             }
         }
         match page.last() {
@@ -162,23 +166,26 @@ async fn rebuild_local(
             continue;
         }
         let local = engine.get(key).await?;
-        if local.as_ref().map(|r| &r.value) == Some(&entry.v) {
+        if local
+            .as_ref()
+            .is_some_and(|r| r.value == entry.v && r.version == entry.ver)
+        {
             continue;
         }
-        let mut set = Event::set(key.clone(), entry.v.clone());
-        if let Some(exp) = entry.exp {
-            set = set.with_ttl((exp - now).div_ceil(1000).max(1));
-        }
-        writes.push(set);
+        writes.push((
+            key.clone(),
+            Some(StateRecord {
+                key: key.clone(),
+                value: entry.v.clone(),
+                version: entry.ver,
+                updated_at: entry.upd,
+                expires_at: entry.exp,
+            }),
+        ));
     }
     let n = writes.len() as u64;
     for chunk in writes.chunks(1000) {
-        let results = engine.submit_with(chunk.to_vec(), AckMode::Durable).await?;
-        for (event, r) in chunk.iter().zip(&results) {
-            if let EventResult::Rejected { code, message } = r {
-                tracing::warn!(partition = p, key = event.key, %code, message, "restoring a key from the changelog was refused");
-            }
-        }
+        engine.restore(chunk.to_vec()).await?;
     }
     Ok(n)
 }

@@ -29,7 +29,9 @@ use crate::ops::CustomOp;
 use crate::persist::{Durability, ShardPersistence, start_committer};
 use crate::queue::{OverflowPolicy, PushError, ShardQueue};
 use crate::router::shard_of;
-use crate::shard::{ShardRequest, ShardSettings, ShardState, ShardWorker, Source, SubBatch};
+use crate::shard::{
+    RestoreBatch, ShardRequest, ShardSettings, ShardState, ShardWorker, Source, SubBatch,
+};
 use crate::stats::{EngineStats, ShardMetrics, ShardStats, StatusCounters};
 use statecraft_store::{BackupReport, Store, StoreOptions};
 
@@ -650,8 +652,15 @@ impl Engine {
         ack: AckMode,
         source: Option<(&str, Vec<u64>)>,
     ) -> Result<Ticket, EngineError> {
-        self.admit_with(events, input_pos, results, ack, source, BlockWait::EngineDefault)
-            .await
+        self.admit_with(
+            events,
+            input_pos,
+            results,
+            ack,
+            source,
+            BlockWait::EngineDefault,
+        )
+        .await
     }
 
     async fn admit_with(
@@ -885,6 +894,41 @@ impl Engine {
         live.sort_by(|a, b| a.key.cmp(&b.key));
         live.truncate(limit);
         Ok(live)
+    }
+
+    /// Installs key states verbatim — value, version, timestamps, expiry
+    /// (`None` deletes the key) — durably when the engine has a store: for a
+    /// node rebuilding a partition from a changelog, or a restore from an
+    /// export. Served between batches; not subject to the overflow policy.
+    pub async fn restore(
+        &self,
+        items: Vec<(String, Option<StateRecord>)>,
+    ) -> Result<(), EngineError> {
+        if let Some(cause) = self.poisoned() {
+            return Err(EngineError::Poisoned(cause));
+        }
+        let n = self.inner.shards.len();
+        let mut per_shard: Vec<Vec<(String, Option<StateRecord>)>> =
+            (0..n).map(|_| Vec::new()).collect();
+        for (key, state) in items {
+            per_shard[shard_of(&key, n)].push((key, state));
+        }
+        for (s, items) in per_shard.into_iter().enumerate() {
+            if items.is_empty() {
+                continue;
+            }
+            let results = self
+                .ask(s, |reply| {
+                    ShardRequest::Restore(RestoreBatch { items, reply })
+                })
+                .await?;
+            if let Some(EventResult::Rejected { message, .. }) =
+                results.iter().find(|r| !r.is_applied())
+            {
+                return Err(EngineError::Poisoned(message.clone()));
+            }
+        }
+        Ok(())
     }
 
     /// Waits until every event admitted before the call has been applied:

@@ -67,6 +67,8 @@ pub(crate) enum ShardRequest {
         key: String,
         reply: oneshot::Sender<Option<StateRecord>>,
     },
+    /// Install states verbatim (durably, like a batch).
+    Restore(RestoreBatch),
     /// Up to `limit` live keys starting with `prefix` and greater than
     /// `after`, in key order.
     Scan {
@@ -83,6 +85,13 @@ pub(crate) struct ScanPart {
     pub live: Vec<StateRecord>,
     /// Keys held in memory that are deleted or expired.
     pub hidden: Vec<String>,
+}
+
+/// Installs states as they are (value, version, timestamps, expiry), e.g.
+/// when a node takes over a partition from a changelog. `None` deletes.
+pub(crate) struct RestoreBatch {
+    pub items: Vec<(String, Option<StateRecord>)>,
+    pub reply: oneshot::Sender<Vec<EventResult>>,
 }
 
 /// What the shard holds for one key.
@@ -435,6 +444,37 @@ impl ShardState {
             .is_some_and(|p| p.seen_id(key, id, now_ms))
     }
 
+    /// Sets `key` to `state` as given (`None` = absent), marking it for the
+    /// log and the next checkpoint.
+    pub fn install(&mut self, key: &str, state: Option<StateRecord>, staged: &mut StagedBatch) {
+        let entry = match state {
+            Some(r) => Entry::fresh(Some(r.value), r.version, r.updated_at, r.expires_at),
+            None => Entry::fresh(None, 0, now_ms(), None),
+        };
+        let had = self.map.contains_key(key);
+        if entry.value.is_none() && !had && self.persistence.is_none() {
+            return;
+        }
+        if let Some(p) = self.persistence.as_mut()
+            && !had
+        {
+            p.inserted(key, entry.value.as_ref());
+        }
+        let slot = self
+            .map
+            .entry(CompactString::from(key))
+            .or_insert(entry.clone());
+        let dirty = slot.dirty;
+        *slot = entry;
+        slot.dirty = dirty;
+        if let Some(p) = self.persistence.as_mut() {
+            staged.touch(key, slot);
+            p.dirty(key, slot);
+        } else if slot.value.is_none() {
+            self.map.remove(key);
+        }
+    }
+
     /// The live record of `key`, if any.
     pub fn get(&mut self, key: &str, now_ms: u64) -> Option<StateRecord> {
         let e = self.load(key)?;
@@ -578,6 +618,7 @@ impl ShardWorker {
             ShardRequest::Get { key, reply } => {
                 let _ = reply.send(self.state.get(&key, now));
             }
+            ShardRequest::Restore(batch) => self.restore(batch),
             ShardRequest::Scan {
                 prefix,
                 after,
@@ -585,6 +626,28 @@ impl ShardWorker {
                 reply,
             } => {
                 let _ = reply.send(self.state.scan(&prefix, after.as_deref(), limit, now));
+            }
+        }
+    }
+
+    /// Installs states verbatim, logged and committed like a batch; the
+    /// reply waits for the fsync when the engine has a store.
+    fn restore(&mut self, batch: RestoreBatch) {
+        let mut staged = match self.state.persistence.as_mut() {
+            Some(p) => p.begin(),
+            None => StagedBatch::default(),
+        };
+        let mut results = Vec::with_capacity(batch.items.len());
+        for (key, state) in batch.items {
+            let version = state.as_ref().map_or(0, |r| r.version);
+            self.state.install(&key, state, &mut staged);
+            results.push(EventResult::Applied { version });
+        }
+        let n = results.len() as u64;
+        match self.state.persistence.as_mut() {
+            Some(p) => p.commit(staged, n, vec![(batch.reply, results)]),
+            None => {
+                let _ = batch.reply.send(results);
             }
         }
     }

@@ -180,3 +180,54 @@ async fn backup_opens_as_a_data_dir() {
     );
     b.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_installs_states_verbatim_and_durably() {
+    use statecraft_engine::StateRecord;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = open(dir.path(), 1).await;
+    e.submit_with(
+        vec![Event::set("gone", json!(1)), Event::set("kept", json!(1))],
+        AckMode::Durable,
+    )
+    .await
+    .expect("submit");
+    let rec = |key: &str, v: serde_json::Value, version: u64| StateRecord {
+        key: key.to_owned(),
+        value: v,
+        version,
+        updated_at: 1_700_000_000_000,
+        expires_at: None,
+    };
+    e.restore(vec![
+        ("a".to_owned(), Some(rec("a", json!({"n": 5}), 41))),
+        ("kept".to_owned(), Some(rec("kept", json!(7), 9))),
+        ("gone".to_owned(), None),
+    ])
+    .await
+    .expect("restore");
+    let a = e.get("a").await.expect("get").expect("present");
+    assert_eq!(
+        (a.value, a.version, a.updated_at),
+        (json!({"n": 5}), 41, 1_700_000_000_000)
+    );
+    assert!(e.get("gone").await.expect("get").is_none());
+    let r = e
+        .submit_with(vec![Event::incr("kept", 1)], AckMode::Durable)
+        .await
+        .expect("submit");
+    assert_eq!(
+        r[0],
+        EventResult::Applied { version: 10 },
+        "versions continue from the restored one"
+    );
+    e.shutdown().await.expect("shutdown");
+    let e = open(dir.path(), 1).await;
+    assert_eq!(e.get("a").await.expect("get").expect("present").version, 41);
+    assert_eq!(
+        e.get("kept").await.expect("get").expect("present").value,
+        json!(8)
+    );
+    assert!(e.get("gone").await.expect("get").is_none());
+    e.shutdown().await.expect("shutdown");
+}
