@@ -160,6 +160,9 @@ enum Spec {
     Http(AckMode),
     /// A Redis peer.
     Redis(RedisPersistence),
+    /// A Redis peer driven by `redis-benchmark` (its own client), for
+    /// comparison with ours.
+    RedisBenchmark(RedisPersistence),
 }
 
 impl Spec {
@@ -168,12 +171,13 @@ impl Spec {
             Spec::Tcp(a) => format!("statecraft tcp ack={a}"),
             Spec::Http(a) => format!("statecraft http ack={a}"),
             Spec::Redis(p) => format!("redis {}", p.label()),
+            Spec::RedisBenchmark(p) => format!("redis {} (redis-benchmark client)", p.label()),
         }
     }
 
     fn peer(self) -> Peer {
         match self {
-            Spec::Redis(_) => Peer::Redis,
+            Spec::Redis(_) | Spec::RedisBenchmark(_) => Peer::Redis,
             _ => Peer::Statecraft,
         }
     }
@@ -187,6 +191,8 @@ struct Bench {
     sizes: Sizes,
     rt: tokio::runtime::Runtime,
     redis_bin: Option<PathBuf>,
+    /// `redis-benchmark`, found next to redis-server or on PATH.
+    redis_benchmark: Option<PathBuf>,
     python: Option<PathBuf>,
     bar: ProgressBar,
     keys_100k: Arc<KeySpace>,
@@ -278,6 +284,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         runs,
         sizes,
         rt,
+        redis_benchmark: redis_bin.as_ref().and_then(|b| {
+            let sibling = b.with_file_name("redis-benchmark");
+            if sibling.is_file() {
+                Some(sibling)
+            } else {
+                procs::which("redis-benchmark")
+            }
+        }),
         redis_bin,
         python,
         bar,
@@ -390,10 +404,10 @@ fn progress(wanted: &[String], runs: usize, limits: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let per_round = |w: &str| match w {
-        "W1" => 7,
+        "W1" => 8,
         "W2" => 4,
         "W3" => 4,
-        "W4" => 2,
+        "W4" => 3,
         "W5" => 2,
         _ => 5,
     };
@@ -493,7 +507,9 @@ impl Bench {
         Ok(match spec {
             Spec::Tcp(_) => Endpoint::Tcp(self.main_server()?.tcp.clone()),
             Spec::Http(_) => Endpoint::Http(self.main_server()?.http.clone()),
-            Spec::Redis(p) => Endpoint::Redis(format!("127.0.0.1:{}", self.redis(p)?)),
+            Spec::Redis(p) | Spec::RedisBenchmark(p) => {
+                Endpoint::Redis(format!("127.0.0.1:{}", self.redis(p)?))
+            }
         })
     }
 
@@ -502,7 +518,13 @@ impl Bench {
         specs
             .iter()
             .copied()
-            .filter(|s| !matches!(s, Spec::Redis(_)) || self.redis_bin.is_some())
+            .filter(|s| match s {
+                Spec::Redis(_) => self.redis_bin.is_some(),
+                Spec::RedisBenchmark(_) => {
+                    self.redis_bin.is_some() && self.redis_benchmark.is_some()
+                }
+                _ => true,
+            })
             .collect()
     }
 
@@ -534,14 +556,17 @@ impl Bench {
                     cfg.target = target;
                     cfg.ack = match spec {
                         Spec::Tcp(a) | Spec::Http(a) => *a,
-                        Spec::Redis(_) => AckMode::None,
+                        Spec::Redis(_) | Spec::RedisBenchmark(_) => AckMode::None,
                     };
+                    if let (Spec::RedisBenchmark(_), Endpoint::Redis(addr)) = (spec, &cfg.target) {
+                        return self.redis_benchmark(addr, &cfg);
+                    }
                     cfg.rate = rate_of(*spec);
                     if let Some(rate) = cfg.rate {
                         cfg.events = ((rate * self.sizes.w3_seconds) as u64)
                             .max(cfg.batch as u64 * cfg.connections as u64);
                     }
-                    self.rt.block_on(run_load(&cfg, Arc::clone(keys)))
+                    self.load(&cfg, keys)
                 });
                 match outcome {
                     Ok(r) => {
@@ -552,7 +577,8 @@ impl Bench {
                             r.p99_ms,
                             r.errors
                         ));
-                        let mut fig = RunFigure::from_load(run, &r, true);
+                        let with_latency = !matches!(spec, Spec::RedisBenchmark(_));
+                        let mut fig = RunFigure::from_load(run, &r, with_latency);
                         if let Some(rate) = r.config["rate"].as_f64() {
                             fig.extra.insert("offered_rate".into(), rate);
                         }
@@ -567,6 +593,20 @@ impl Bench {
             }
         }
         contenders
+    }
+
+    /// Runs one load; a run in which a connection failed is an error
+    /// (its figure would be about the failure, not the target).
+    fn load(&self, cfg: &LoadConfig, keys: &Arc<KeySpace>) -> anyhow::Result<LoadReport> {
+        let r = self.rt.block_on(run_load(cfg, Arc::clone(keys)))?;
+        if let Some(why) = r.failures.first() {
+            anyhow::bail!(
+                "{} of {} events not sent or lost: {why}",
+                r.not_sent + r.errors_by_kind.get("connection").copied().unwrap_or(0),
+                cfg.events
+            );
+        }
+        Ok(r)
     }
 
     fn shape(
@@ -601,9 +641,52 @@ impl Bench {
             Spec::Tcp(AckMode::Durable),
             Spec::Http(AckMode::Durable),
             Spec::Redis(RedisPersistence::None),
+            Spec::RedisBenchmark(RedisPersistence::None),
             Spec::Redis(RedisPersistence::EverySec),
             Spec::Redis(RedisPersistence::Always),
         ])
+    }
+
+    /// `redis-benchmark -t incr -P B -c C -n N -r K -q` against `addr`: the
+    /// reference client's figure for the same shape (its `INCR` on random
+    /// keys; no latency histogram).
+    fn redis_benchmark(&self, addr: &str, cfg: &LoadConfig) -> anyhow::Result<LoadReport> {
+        let bin = self
+            .redis_benchmark
+            .as_ref()
+            .context("redis-benchmark is not available")?;
+        let (host, port) = addr.rsplit_once(':').context("redis address")?;
+        let out = std::process::Command::new(bin)
+            .args(["-h", host, "-p", port, "-t", "incr", "-q"])
+            .args(["-P", &cfg.batch.to_string()])
+            .args(["-c", &cfg.connections.to_string()])
+            .args(["-n", &cfg.events.to_string()])
+            .args(["-r", "100000"])
+            .output()
+            .context("running redis-benchmark")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "redis-benchmark exited with {}",
+            out.status
+        );
+        // The last `INCR: 1234.56 requests per second, …` record.
+        let text = String::from_utf8_lossy(&out.stdout);
+        let rps = text
+            .rsplit("INCR: ")
+            .next()
+            .and_then(|t| t.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .context("could not read redis-benchmark's requests per second")?;
+        let mut r = LoadReport::new(
+            &crate::cmd::load::recorder::Recorder::default(),
+            Duration::from_secs_f64(cfg.events as f64 / rps),
+            serde_json::json!({"target": format!("redis://{addr}"), "client": "redis-benchmark"}),
+        );
+        r.events = cfg.events;
+        r.ok = cfg.events;
+        r.events_per_s = rps;
+        r.ok_per_s = rps;
+        Ok(r)
     }
 
     fn w1(&mut self) -> anyhow::Result<WorkloadResult> {
@@ -726,33 +809,46 @@ impl Bench {
         const QUEUE_BYTES: u64 = 8 << 20;
         let conns = self.sizes.w4_connections;
         let events = self.sizes.w4_events;
-        let variants: [(&str, Vec<String>); 2] = [
+        let flags = |f: &[&str]| f.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
+        let variants: [(&str, &str, Vec<String>); 3] = [
             (
-                "statecraft tcp durable, overflow=reject",
-                vec!["--overflow".into(), "reject".into()],
+                "statecraft tcp durable, fixed capacity, reject",
+                "fixed-reject",
+                flags(&["--overflow", "reject"]),
             ),
             (
-                "statecraft tcp durable, overflow=block 100 ms",
-                vec![
-                    "--overflow".into(),
-                    "block".into(),
-                    "--block-timeout-ms".into(),
-                    "100".into(),
-                ],
+                "statecraft tcp durable, adaptive capacity, reject",
+                "adaptive-reject",
+                flags(&[
+                    "--overflow",
+                    "reject",
+                    "--adaptive",
+                    "--target-wait-ms",
+                    "1",
+                    "--min-capacity",
+                    "512",
+                    "--max-capacity",
+                    "65536",
+                ]),
+            ),
+            (
+                "statecraft tcp durable, fixed capacity, block 100 ms",
+                "fixed-block",
+                flags(&["--overflow", "block", "--block-timeout-ms", "100"]),
             ),
         ];
         let mut contenders: Vec<Contender> = variants
             .iter()
-            .map(|(n, _)| Contender::new(*n, Peer::Statecraft))
+            .map(|(n, _, _)| Contender::new(*n, Peer::Statecraft))
             .collect();
         let keys = Arc::clone(&self.keys_100k);
         let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
         for run in 0..self.runs {
-            for ((name, flags), contender) in variants.iter().zip(contenders.iter_mut()) {
+            for ((name, tag, flags), contender) in variants.iter().zip(contenders.iter_mut()) {
                 self.step(format!("W4 round {}/{}: {name}", run + 1, self.runs));
                 let outcome = (|| -> anyhow::Result<RunFigure> {
-                    let dir = self.tmp.path().join(format!("w4-{run}-{}", flags[1]));
-                    let log = self.tmp.path().join(format!("w4-{run}-{}.log", flags[1]));
+                    let dir = self.tmp.path().join(format!("w4-{run}-{tag}"));
+                    let log = self.tmp.path().join(format!("w4-{run}-{tag}.log"));
                     let mut extra = vec![
                         "--queue-capacity".to_owned(),
                         QUEUE_EVENTS.to_string(),
@@ -765,15 +861,16 @@ impl Bench {
                     // Warm up (every key exists), then take the baseline RSS.
                     let mut warm = self.shape(200_000, Dist::Uniform, GenOp::Incr, 1000, 8);
                     warm.target = Endpoint::Tcp(server.tcp.clone());
-                    self.rt.block_on(run_load(&warm, Arc::clone(&keys)))?;
+                    self.load(&warm, &keys)?;
                     let base_kib = procs::proc_status_kib(server.pid(), "VmRSS").unwrap_or(0);
                     let mut cfg = self.shape(events, Dist::Uniform, GenOp::Incr, 1000, conns);
                     cfg.target = Endpoint::Tcp(server.tcp.clone());
-                    let r = self.rt.block_on(run_load(&cfg, Arc::clone(&keys)))?;
+                    let r = self.load(&cfg, &keys)?;
                     let peak_kib = procs::proc_status_kib(server.pid(), "VmHWM").unwrap_or(0);
                     let addr = server.http.trim_start_matches("http://").to_owned();
                     let up = procs::healthz_ok(&addr);
                     server.stop(Duration::from_secs(10));
+                    let _ = std::fs::remove_dir_all(&dir);
                     let mut fig = RunFigure::from_load(run, &r, true);
                     // The memory the settings bound: queues (bytes) on
                     // every shard, plus the frames the connections may have
@@ -824,7 +921,7 @@ impl Bench {
             contenders,
             ratios: Vec::new(),
             notes: vec![
-                "Adaptive capacity: `statecraft serve` has no adaptive-capacity flags yet (the engine's `EngineBuilder::adaptive` exists; only `statecraft pipe` exposes it), so only fixed capacity is measured.".into(),
+                "Adaptive capacity: `--adaptive --target-wait-ms 1 --min-capacity 512 --max-capacity 65536` (per shard), against fixed capacity 4,096 events per shard; the queue bytes bound is the same for all.".into(),
                 format!(
                     "rss_bound_mib = RSS after warm-up + shards × queue bytes ({shards} × {} MiB) + connections × 16 frames × ~16 KB: what the settings bound; Statecraft has no single memory limit setting.",
                     QUEUE_BYTES >> 20
@@ -896,7 +993,7 @@ impl Bench {
         let server = ServeProc::spawn(&self.exe, &dir, &[], &log, Duration::from_secs(60))?;
         let mut cfg = self.shape(keys.len(), Dist::Sequential, GenOp::Incr, 1000, 8);
         cfg.target = Endpoint::Tcp(server.tcp.clone());
-        let write = self.rt.block_on(run_load(&cfg, Arc::clone(keys)))?;
+        let write = self.load(&cfg, keys)?;
         anyhow::ensure!(
             write.errors == 0,
             "the write phase had {} errors",
@@ -951,7 +1048,7 @@ impl Bench {
         let port = redis.port;
         let mut cfg = self.shape(keys.len(), Dist::Sequential, GenOp::Incr, 1000, 8);
         cfg.target = Endpoint::Redis(format!("127.0.0.1:{port}"));
-        let write = self.rt.block_on(run_load(&cfg, Arc::clone(keys)))?;
+        let write = self.load(&cfg, keys)?;
         anyhow::ensure!(
             write.errors == 0,
             "the write phase had {} errors",
@@ -1084,6 +1181,12 @@ impl Bench {
                     "tcp ack=applied / redis no persistence",
                     &tcp(AckMode::Applied),
                     &redis(RedisPersistence::None),
+                    "events_per_s",
+                );
+                w.add_ratio(
+                    "our redis client / redis-benchmark (same redis, same shape)",
+                    &redis(RedisPersistence::None),
+                    &Spec::RedisBenchmark(RedisPersistence::None).name(),
                     "events_per_s",
                 );
                 w.add_ratio(
@@ -1400,7 +1503,7 @@ mod tests {
 
     #[test]
     fn timestamps_are_utc_civil_dates() {
-        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_795_622_400 + 3_661);
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_795_564_800 + 3_661);
         assert_eq!(utc_timestamp(t), "2026-11-25T01:01:01Z");
         assert_eq!(utc_timestamp(std::time::UNIX_EPOCH), "1970-01-01T00:00:00Z");
         let leap = std::time::UNIX_EPOCH + Duration::from_secs(951_782_400);

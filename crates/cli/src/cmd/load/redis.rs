@@ -106,6 +106,9 @@ pub(super) async fn drive(
         let mut pacer = plan.pacer;
         let mut patch = merge_patch(0);
         let mut buf = BytesMut::with_capacity(plan.batch * 48);
+        // The value of the event being encoded (reused: no allocation per
+        // event once it has grown).
+        let mut value: Vec<u8> = Vec::with_capacity(256);
         let mut sent = 0u64;
         while sent < plan.events {
             let n = (plan.events - sent).min(plan.batch as u64);
@@ -119,15 +122,17 @@ pub(super) async fn drive(
                 let e = source.next_event();
                 match e.op {
                     GenOp::Incr => resp::put_incrby(&mut buf, e.key, 1),
-                    GenOp::Set => resp::put_hset_with(&mut buf, e.key, b"v", |b| {
+                    GenOp::Set => {
                         use std::io::Write as _;
-                        let _ = write!(bytes::BufMut::writer(b), "{}", e.n);
-                    }),
+                        value.clear();
+                        let _ = write!(value, "{}", e.n);
+                        resp::put_hset(&mut buf, e.key, b"v", &value);
+                    }
                     GenOp::Merge => {
                         set_patch_seq(&mut patch, e.n);
-                        resp::put_hset_with(&mut buf, e.key, b"doc", |b| {
-                            let _ = serde_json::to_writer(bytes::BufMut::writer(b), &patch);
-                        });
+                        value.clear();
+                        let _ = serde_json::to_writer(&mut value, &patch);
+                        resp::put_hset(&mut buf, e.key, b"doc", &value);
                     }
                 }
             }
