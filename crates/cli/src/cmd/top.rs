@@ -440,82 +440,81 @@ fn x_axis() -> Axis<'static> {
         ])
 }
 
-fn draw_throughput(frame: &mut Frame, area: Rect, m: &TopModel) {
-    let series: Vec<(&str, Color, Vec<(f64, f64)>)> = STATUS_COLORS
-        .iter()
-        .map(|(name, color)| (*name, *color, points(m, |s| Some(status_rate(s, name)))))
-        .collect();
+/// One line of a chart.
+struct Series {
+    name: String,
+    color: Color,
+    points: Vec<(f64, f64)>,
+}
+
+/// Draws `series` as braille lines in a bordered chart titled `title`.
+fn line_chart(
+    frame: &mut Frame,
+    area: Rect,
+    title: &str,
+    series: &[Series],
+    fmt_y: fn(f64) -> String,
+) {
     let max = series
         .iter()
-        .flat_map(|(_, _, p)| p.iter().map(|&(_, y)| y))
+        .flat_map(|s| s.points.iter().map(|&(_, y)| y))
         .fold(0.0, f64::max);
     let datasets = series
         .iter()
-        .filter(|(name, _, p)| *name == "applied" || p.iter().any(|&(_, y)| y > 0.0))
-        .map(|(name, color, p)| {
+        .map(|s| {
             Dataset::default()
-                .name(*name)
+                .name(s.name.clone())
                 .marker(Marker::Braille)
                 .graph_type(GraphType::Line)
-                .style(Style::new().fg(*color))
-                .data(p)
+                .style(Style::new().fg(s.color))
+                .data(&s.points)
         })
         .collect();
     let chart = Chart::new(datasets)
-        .block(
-            Block::bordered()
-                .title(" events/s by status ")
-                .border_style(DIM),
-        )
+        .block(Block::bordered().title(title).border_style(DIM))
         .x_axis(x_axis())
-        .y_axis(y_axis(max, fmt_num))
+        .y_axis(y_axis(max, fmt_y))
         .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)));
     frame.render_widget(chart, area);
 }
 
+fn draw_throughput(frame: &mut Frame, area: Rect, m: &TopModel) {
+    // Applied always; the other statuses once they happened.
+    let series: Vec<Series> = STATUS_COLORS
+        .iter()
+        .map(|(name, color)| Series {
+            name: (*name).to_owned(),
+            color: *color,
+            points: points(m, |s| Some(status_rate(s, name))),
+        })
+        .filter(|s| s.name == "applied" || s.points.iter().any(|&(_, y)| y > 0.0))
+        .collect();
+    line_chart(frame, area, " events/s by status ", &series, fmt_num);
+}
+
 fn draw_wait(frame: &mut Frame, area: Rect, m: &TopModel) {
     let n = m.history.back().map_or(0, |s| s.shards.len());
-    let mut series: Vec<(String, Color, Vec<(f64, f64)>)> = (0..n)
-        .map(|i| {
-            (
-                format!("shard {i}"),
-                SHARD_COLORS[i % SHARD_COLORS.len()],
-                points(m, |s| s.shards.get(i).map(|sh| sh.p95_wait_ms)),
-            )
+    let mut series: Vec<Series> = (0..n)
+        .map(|i| Series {
+            name: format!("shard {i}"),
+            color: SHARD_COLORS[i % SHARD_COLORS.len()],
+            points: points(m, |s| s.shards.get(i).map(|sh| sh.p95_wait_ms)),
         })
         .collect();
     if let Some(a) = m.doc.observe.adaptive {
-        series.push((
-            "target".into(),
-            Color::White,
-            points(m, |_| Some(a.target_ms)),
-        ));
+        series.push(Series {
+            name: "target".into(),
+            color: Color::White,
+            points: points(m, |_| Some(a.target_ms)),
+        });
     }
-    let max = series
-        .iter()
-        .flat_map(|(_, _, p)| p.iter().map(|&(_, y)| y))
-        .fold(0.0, f64::max);
-    let datasets = series
-        .iter()
-        .map(|(name, color, p)| {
-            Dataset::default()
-                .name(name.clone())
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(Style::new().fg(*color))
-                .data(p)
-        })
-        .collect();
-    let chart = Chart::new(datasets)
-        .block(
-            Block::bordered()
-                .title(" p95 queue wait vs target (ms) ")
-                .border_style(DIM),
-        )
-        .x_axis(x_axis())
-        .y_axis(y_axis(max, |v| format!("{v:.1}")))
-        .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)));
-    frame.render_widget(chart, area);
+    line_chart(
+        frame,
+        area,
+        " p95 queue wait vs target (ms) ",
+        &series,
+        |v| format!("{v:.1}"),
+    );
 }
 
 fn draw_stages(frame: &mut Frame, area: Rect, m: &TopModel) {
