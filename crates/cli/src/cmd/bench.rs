@@ -872,13 +872,7 @@ impl Bench {
                     server.stop(Duration::from_secs(10));
                     let _ = std::fs::remove_dir_all(&dir);
                     let mut fig = RunFigure::from_load(run, &r, true);
-                    // The memory the settings bound: queues (bytes) on
-                    // every shard, plus the frames the connections may have
-                    // read ahead (window × ~16 KB frames).
-                    let frame_kib = 16.0;
-                    let bound_mib = base_kib as f64 / 1024.0
-                        + shards as f64 * QUEUE_BYTES as f64 / (1 << 20) as f64
-                        + conns as f64 * 16.0 * frame_kib / 1024.0;
+                    let queue_bound_mib = shards as f64 * QUEUE_BYTES as f64 / (1 << 20) as f64;
                     fig.extra.insert("offered_per_s".into(), r.events_per_s);
                     fig.extra.insert("admitted_per_s".into(), r.ok_per_s);
                     fig.extra
@@ -887,7 +881,7 @@ impl Bench {
                         .insert("baseline_rss_mib".into(), base_kib as f64 / 1024.0);
                     fig.extra
                         .insert("peak_rss_mib".into(), peak_kib as f64 / 1024.0);
-                    fig.extra.insert("rss_bound_mib".into(), bound_mib);
+                    fig.extra.insert("queue_bound_mib".into(), queue_bound_mib);
                     fig.extra
                         .insert("stayed_up".into(), if up { 1.0 } else { 0.0 });
                     Ok(fig)
@@ -923,7 +917,7 @@ impl Bench {
             notes: vec![
                 "Adaptive capacity: `--adaptive --target-wait-ms 1 --min-capacity 512 --max-capacity 65536` (per shard), against fixed capacity 4,096 events per shard; the queue bytes bound is the same for all.".into(),
                 format!(
-                    "rss_bound_mib = RSS after warm-up + shards × queue bytes ({shards} × {} MiB) + connections × 16 frames × ~16 KB: what the settings bound; Statecraft has no single memory limit setting.",
+                    "Memory: baseline_rss_mib is the server's RSS after a warm-up (every key exists), peak_rss_mib its VmHWM after the overload; queue_bound_mib = shards × --queue-capacity-bytes ({shards} × {} MiB). Statecraft has no setting that bounds its total memory, so 'within the configured bound' cannot be graded; the growth over the baseline is the figure to watch.",
                     QUEUE_BYTES >> 20
                 ),
                 "The client cannot offer 10× the engine's commit rate on this machine (it shares the cores): the offered rate is what it reached; 'offered/admitted' says how far past capacity that was.".into(),
@@ -1005,30 +999,14 @@ impl Bench {
         let ready = restarted.time_to_ready();
         let sample = sample_keys(keys.len(), self.sizes.w5_reads, run as u64);
         let base = restarted.http.clone();
-        let (lat, wrong) = self.rt.block_on(async {
-            let client = crate::cmd::remote::http_client(None, Some(Duration::from_secs(30)))?;
-            let mut lat = Vec::with_capacity(sample.len());
-            let mut wrong = 0u64;
-            for i in &sample {
-                let url = format!("{base}/v1/state/{}", keys.key(*i));
-                let t = Instant::now();
-                let resp = client.get(&url).send().await?;
-                let status = resp.status();
-                let body = resp.bytes().await?;
-                lat.push(t.elapsed());
-                let value = serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v["value"].as_i64());
-                if !status.is_success() || value != Some(1) {
-                    wrong += 1;
-                }
-            }
-            anyhow::Ok((lat, wrong))
-        })?;
+        // First reads (cold), then the same keys again (warm: what a read
+        // costs over HTTP once the key is in memory).
+        let (cold, wrong) = self.rt.block_on(http_gets(&base, keys, &sample))?;
+        let (warm, _) = self.rt.block_on(http_gets(&base, keys, &sample))?;
         let du = dir_size(&dir);
         restarted.stop(Duration::from_secs(10));
         let _ = std::fs::remove_dir_all(&dir);
-        Ok(w5_figure(run, &write, ready, &lat, wrong, du))
+        Ok(w5_figure(run, &write, ready, &cold, &warm, wrong, du))
     }
 
     fn w5_redis(&mut self, run: usize, keys: &Arc<KeySpace>) -> anyhow::Result<RunFigure> {
@@ -1065,11 +1043,12 @@ impl Bench {
         )?;
         let ready = t.elapsed();
         let sample = sample_keys(keys.len(), self.sizes.w5_reads, run as u64);
-        let (lat, wrong) = redis_gets(restarted.port, keys, &sample)?;
+        let (cold, wrong) = redis_gets(restarted.port, keys, &sample)?;
+        let (warm, _) = redis_gets(restarted.port, keys, &sample)?;
         let du = dir_size(&dir);
         drop(restarted);
         let _ = std::fs::remove_dir_all(&dir);
-        Ok(w5_figure(run, &write, ready, &lat, wrong, du))
+        Ok(w5_figure(run, &write, ready, &cold, &warm, wrong, du))
     }
 
     fn w6(&mut self) -> anyhow::Result<WorkloadResult> {
@@ -1287,6 +1266,34 @@ fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// `GET /v1/state/{key}` for each sampled key over one keep-alive
+/// connection, one at a time; the latencies and how many answers were not
+/// the value 1.
+async fn http_gets(
+    base: &str,
+    keys: &KeySpace,
+    sample: &[u64],
+) -> anyhow::Result<(Vec<Duration>, u64)> {
+    let client = crate::cmd::remote::http_client(None, Some(Duration::from_secs(30)))?;
+    let mut lat = Vec::with_capacity(sample.len());
+    let mut wrong = 0u64;
+    for i in sample {
+        let url = format!("{base}/v1/state/{}", keys.key(*i));
+        let t = Instant::now();
+        let resp = client.get(&url).send().await?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        lat.push(t.elapsed());
+        let value = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["value"].as_i64());
+        if !status.is_success() || value != Some(1) {
+            wrong += 1;
+        }
+    }
+    Ok((lat, wrong))
+}
+
 /// `GET key` for each sampled key over one connection, one at a time.
 fn redis_gets(port: u16, keys: &KeySpace, sample: &[u64]) -> anyhow::Result<(Vec<Duration>, u64)> {
     use std::io::{Read, Write};
@@ -1326,28 +1333,37 @@ fn w5_figure(
     run: usize,
     write: &LoadReport,
     ready: Duration,
-    lat: &[Duration],
+    cold: &[Duration],
+    warm: &[Duration],
     wrong: u64,
     bytes: u64,
 ) -> RunFigure {
-    let mut sorted: Vec<f64> = lat.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-    sorted.sort_by(f64::total_cmp);
-    let q = |p: f64| -> f64 {
-        if sorted.is_empty() {
+    let quantile = |lat: &[Duration], p: f64| -> f64 {
+        let mut ms: Vec<f64> = lat.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        ms.sort_by(f64::total_cmp);
+        if ms.is_empty() {
             return f64::NAN;
         }
-        let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-        sorted[i]
+        let i = ((ms.len() as f64 * p).ceil() as usize).clamp(1, ms.len()) - 1;
+        ms[i]
     };
     let mut fig = RunFigure::from_load(run, write, true);
     fig.extra
         .insert("ready_ms".into(), ready.as_secs_f64() * 1e3);
-    fig.extra.insert("cold_read_p50_ms".into(), q(0.5));
-    fig.extra.insert("cold_read_p99_ms".into(), q(0.99));
-    fig.extra.insert("cold_read_max_ms".into(), q(1.0));
+    fig.extra
+        .insert("cold_read_p50_ms".into(), quantile(cold, 0.5));
+    fig.extra
+        .insert("cold_read_p99_ms".into(), quantile(cold, 0.99));
+    fig.extra
+        .insert("cold_read_max_ms".into(), quantile(cold, 1.0));
+    fig.extra
+        .insert("warm_read_p50_ms".into(), quantile(warm, 0.5));
+    fig.extra
+        .insert("warm_read_p99_ms".into(), quantile(warm, 0.99));
     fig.extra.insert("cold_read_wrong".into(), wrong as f64);
     fig.extra
         .insert("data_mib".into(), bytes as f64 / (1 << 20) as f64);
+    fig.extra.insert("keys".into(), write.events as f64);
     fig
 }
 
@@ -1450,17 +1466,25 @@ fn targets(ws: &[WorkloadResult]) -> Vec<TargetCheck> {
     let w3_p99 = w3.map(|l| l.p99_ms);
     for (name, m) in &w4 {
         let up = m.extra.get("stayed_up").copied().unwrap_or(0.0) >= 1.0;
-        let peak = m.extra.get("peak_rss_mib").copied().unwrap_or(f64::NAN);
-        let bound = m.extra.get("rss_bound_mib").copied().unwrap_or(f64::NAN);
+        let extra = |k: &str| m.extra.get(k).copied().unwrap_or(f64::NAN);
         let p99 = m.ok_latency.map_or(f64::NAN, |l| l.p99_ms);
         check(
             "W4",
-            &format!("{name}: process stays up; RSS ≤ bound + 10 %"),
+            &format!("{name}: process stays up"),
+            Some(if up { "stayed up" } else { "DOWN" }.to_owned()),
+            Some(up),
+        );
+        check(
+            "W4",
+            &format!("{name}: RSS within the configured bound + 10 %"),
             Some(format!(
-                "{}; peak RSS {peak:.0} MiB vs bound {bound:.0} MiB",
-                if up { "stayed up" } else { "DOWN" }
+                "peak RSS {:.0} MiB (baseline {:.0} MiB + {:.0} MiB); queue bound {:.0} MiB; no total memory bound is configurable",
+                extra("peak_rss_mib"),
+                extra("baseline_rss_mib"),
+                extra("peak_rss_mib") - extra("baseline_rss_mib"),
+                extra("queue_bound_mib")
             )),
-            Some(up && peak <= bound * 1.1),
+            None,
         );
         check(
             "W4",
@@ -1474,25 +1498,34 @@ fn targets(ws: &[WorkloadResult]) -> Vec<TargetCheck> {
     }
 
     let w5 = median("W5", "statecraft (durable, kill -9)");
-    let keys = ws
-        .iter()
-        .find(|w| w.id == "W5")
-        .map(|w| w.shape.split_whitespace().next().unwrap_or("?").to_owned());
+    let w5x = |k: &str| {
+        w5.as_ref()
+            .and_then(|m| m.extra.get(k).copied())
+            .unwrap_or(f64::NAN)
+    };
+    // The ready target is stated for 10 M keys: smaller runs are reported,
+    // not graded.
+    let full = w5x("keys") >= 10e6;
     check(
         "W5",
-        "ready ≤ 1 s with 10 M keys; cold read p99 ≤ 1 ms",
-        w5.as_ref().map(|m| {
+        "ready ≤ 1 s with 10 M keys",
+        w5.as_ref()
+            .map(|_| format!("ready {:.0} ms with {} keys", w5x("ready_ms"), w5x("keys"))),
+        w5.as_ref()
+            .filter(|_| full)
+            .map(|_| w5x("ready_ms") <= 1000.0),
+    );
+    check(
+        "W5",
+        "cold read p99 ≤ 1 ms",
+        w5.as_ref().map(|_| {
             format!(
-                "ready {:.0} ms, cold read p99 {:.3} ms ({} keys)",
-                m.extra.get("ready_ms").copied().unwrap_or(f64::NAN),
-                m.extra.get("cold_read_p99_ms").copied().unwrap_or(f64::NAN),
-                keys.clone().unwrap_or_default()
+                "cold read p99 {:.3} ms (warm read p99 {:.3} ms: the HTTP round trip)",
+                w5x("cold_read_p99_ms"),
+                w5x("warm_read_p99_ms")
             )
         }),
-        w5.as_ref().map(|m| {
-            m.extra.get("ready_ms").is_some_and(|v| *v <= 1000.0)
-                && m.extra.get("cold_read_p99_ms").is_some_and(|v| *v <= 1.0)
-        }),
+        w5.as_ref().map(|_| w5x("cold_read_p99_ms") <= 1.0),
     );
     out
 }
