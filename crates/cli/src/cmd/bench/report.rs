@@ -569,6 +569,24 @@ pub fn markdown(r: &BenchResults) -> String {
 /// The terminal table (plain text).
 pub fn table(r: &BenchResults) -> String {
     let mut out = String::new();
+    if let Some(l) = &r.limits {
+        let _ = writeln!(
+            out,
+            "limits: fdatasync after 4 KiB {:.0}/s (p50 {} ms, p99 {} ms); after 64 KiB {:.0}/s = {:.0} MB/s; \
+             loopback TCP {:.2} GB/s; FxHashMap += 1 {} ops/s, through a channel {} ops/s",
+            l.fsync_4k.per_s,
+            ms(l.fsync_4k.p50_ms),
+            ms(l.fsync_4k.p99_ms),
+            l.fsync_64k.per_s,
+            l.fsync_64k.mb_per_s,
+            l.loopback_bytes_per_s / 1e9,
+            si(l.hashmap_ops_per_s),
+            si(l.hashmap_channel_ops_per_s)
+        );
+    }
+    if r.workloads.is_empty() {
+        return out;
+    }
     let _ = writeln!(
         out,
         "{:<4} {:<46} {:>4} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8}",
