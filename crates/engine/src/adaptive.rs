@@ -25,7 +25,9 @@
 //! - otherwise hold (the hysteresis band keeps it from chasing noise).
 //!
 //! Each change is bounded by `max_step` (a fraction of the current capacity),
-//! needs `min_samples` samples in the window, and stays within `[min, max]`.
+//! needs `min_samples` samples in the window, and stays within `[min, max]`;
+//! after a change the window starts empty, so the next decision sees only
+//! waits measured under the new capacity (no windup).
 //!
 //! Invariant: `min ≤ capacity ≤ max` after every decision; with fewer than
 //! `min_samples` samples nothing changes.
@@ -253,6 +255,11 @@ impl AdaptiveCapacity {
         };
         self.capacity = new;
         self.last_decision = Some(d);
+        // Judge the next decision on waits measured under the new capacity
+        // only: a window still full of waits from before a cut would keep
+        // cutting (windup). `min_samples` must be met again first.
+        self.samples.clear();
+        self.sample_events = 0;
         Some(d)
     }
 }

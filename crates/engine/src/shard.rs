@@ -576,10 +576,11 @@ impl ShardWorker {
     /// closed.
     pub async fn run(mut self) {
         let mut requests_open = true;
-        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
-        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut control = tokio::time::interval(self.controller.config().interval);
-        control.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let control_interval = self.controller.config().interval;
+        let start = tokio::time::Instant::now();
+        let mut next_control = start + control_interval;
+        let mut next_housekeeping = start + Duration::from_secs(1);
+        let mut next_periodic = next_control.min(next_housekeeping);
         loop {
             tokio::select! {
                 biased;
@@ -591,17 +592,30 @@ impl ShardWorker {
                     Some(batch) => self.apply_batch(batch),
                     None => break,
                 },
-                _ = control.tick() => self.control_tick(),
-                _ = housekeeping.tick() => {
-                    let now = now_ms();
-                    self.state.housekeeping(now);
-                    if let Some(p) = self.state.persistence.as_mut()
-                        && p.checkpoint_due()
-                    {
-                        p.checkpoint(&mut self.state.map);
-                    }
+                // Idle: wake for the periodic work even when no batch comes.
+                _ = tokio::time::sleep_until(next_periodic) => {}
+            }
+            // The periodic work is driven by the clock here, after whatever
+            // woke the loop: under sustained load the collector is always
+            // ready and the loop never yields to the runtime, so a timer
+            // branch would never fire (the controller and the stats window
+            // would freeze exactly when they matter).
+            let now = tokio::time::Instant::now();
+            if now >= next_control {
+                next_control = now + control_interval;
+                self.control_tick();
+            }
+            if now >= next_housekeeping {
+                next_housekeeping = now + Duration::from_secs(1);
+                let now_ms = now_ms();
+                self.state.housekeeping(now_ms);
+                if let Some(p) = self.state.persistence.as_mut()
+                    && p.checkpoint_due()
+                {
+                    p.checkpoint(&mut self.state.map);
                 }
             }
+            next_periodic = next_control.min(next_housekeeping);
         }
         // Serve reads that raced the close, then hand over what is left.
         while let Ok(req) = self.requests.try_recv() {
@@ -664,10 +678,11 @@ impl ShardWorker {
         self.interval.peak_depth = queue.take_interval_peak();
         self.interval_base = (snap.enqueued, refused_total);
         let counters = std::mem::take(&mut self.interval);
-        let decision = self.controller.tick(now, counters);
-        let m = &self.metrics;
+        // Read the window before the decision (a change empties it).
         let p50 = self.controller.wait_quantile(now, 0.50).unwrap_or_default();
         let p95 = self.controller.wait_quantile(now, 0.95).unwrap_or_default();
+        let decision = self.controller.tick(now, counters);
+        let m = &self.metrics;
         m.recent_wait_p50_us
             .store(p50.as_micros() as u64, Ordering::Relaxed);
         m.recent_wait_p95_us
