@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //!
-//! - `stages`: [`StageClocks`] — latency of the stages only the front ends
+//! - `stages`: `StageClocks` — latency of the stages only the front ends
 //!   see (decode, admit, ack), recorded per request or frame.
 //! - [`sample`]: [`Sample`] — one interval's rates, refusals, per-stage
 //!   latency and per-shard queue figures — and the ring of recent samples.

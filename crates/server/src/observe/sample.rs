@@ -3,7 +3,7 @@
 //! depth against its capacity and its p95 wait against the target — and
 //! `SampleRing`, the short history the dashboard and `statecraft top` draw.
 //!
-//! A sample is computed from two [`Reading`]s (cumulative counters at two
+//! A sample is computed from two `Reading`s (cumulative counters at two
 //! instants) and the interval's front-end stage histograms: rates are
 //! deltas over the elapsed time, never averages since start.
 //!
