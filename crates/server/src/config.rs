@@ -198,7 +198,7 @@ pub struct ServeArgs {
     #[arg(long, env = "STATECRAFT_ADAPTIVE_TARGET_US", value_name = "US")]
     pub adaptive_target_us: Option<u64>,
 
-    /// Adaptive capacity: smallest queue capacity per shard, events [default: 1024].
+    /// Adaptive capacity: smallest queue capacity per shard, events [default: 64].
     #[arg(
         long,
         visible_alias = "min-capacity",
@@ -625,7 +625,7 @@ impl ServeConfig {
                         (None, None) => DEFAULT_TARGET_WAIT,
                     };
                     let queue = args.queue_capacity.unwrap_or(d.queue_capacity);
-                    let min = args.adaptive_min.unwrap_or(1024.min(queue));
+                    let min = args.adaptive_min.unwrap_or(64.min(queue));
                     Some((target, min, args.adaptive_max.unwrap_or(queue)))
                 }
             },
