@@ -97,6 +97,7 @@ struct Sizes {
     w2_events: u64,
     w2_keys: u64,
     w3_seconds: f64,
+    w3_probe_events: u64,
     w4_events: u64,
     w4_connections: usize,
     w5_keys: u64,
@@ -115,6 +116,7 @@ impl Sizes {
                 w2_events: 200_000,
                 w2_keys: 1_000_000,
                 w3_seconds: 2.0,
+                w3_probe_events: 300_000,
                 w4_events: 600_000,
                 w4_connections: 64,
                 w5_keys: 200_000,
@@ -130,6 +132,7 @@ impl Sizes {
                 w2_events: 2_000_000,
                 w2_keys: 1_000_000,
                 w3_seconds: 10.0,
+                w3_probe_events: 3_000_000,
                 w4_events: 5_000_000,
                 w4_connections: 64,
                 w5_keys: 10_000_000,
@@ -529,15 +532,13 @@ impl Bench {
     }
 
     /// Runs `specs` in rounds with the load `shape` (`target` and `ack`
-    /// filled per contender); `rate_of` gives an open-loop rate per
-    /// contender, if any.
+    /// filled per contender).
     fn rounds(
         &mut self,
         id: &str,
         specs: &[Spec],
         keys: &Arc<KeySpace>,
         shape: &LoadConfig,
-        rate_of: &dyn Fn(Spec) -> Option<f64>,
     ) -> Vec<Contender> {
         let mut contenders: Vec<Contender> = specs
             .iter()
@@ -560,11 +561,6 @@ impl Bench {
                     };
                     if let (Spec::RedisBenchmark(_), Endpoint::Redis(addr)) = (spec, &cfg.target) {
                         return self.redis_benchmark(addr, &cfg);
-                    }
-                    cfg.rate = rate_of(*spec);
-                    if let Some(rate) = cfg.rate {
-                        cfg.events = ((rate * self.sizes.w3_seconds) as u64)
-                            .max(cfg.batch as u64 * cfg.connections as u64);
                     }
                     self.load(&cfg, keys)
                 });
@@ -694,7 +690,7 @@ impl Bench {
         let shape = self.shape(events, Dist::Uniform, GenOp::Incr, 1000, 8);
         let keys = Arc::clone(&self.keys_100k);
         let specs = self.w1_specs();
-        let contenders = self.rounds("W1", &specs, &keys, &shape, &|_| None);
+        let contenders = self.rounds("W1", &specs, &keys, &shape);
         Ok(WorkloadResult {
             id: "W1".into(),
             title: "counters".into(),
@@ -717,7 +713,7 @@ impl Bench {
             Spec::Redis(RedisPersistence::None),
             Spec::Redis(RedisPersistence::Always),
         ]);
-        let contenders = self.rounds("W2", &specs, &keys, &shape, &|_| None);
+        let contenders = self.rounds("W2", &specs, &keys, &shape);
         Ok(WorkloadResult {
             id: "W2".into(),
             title: "documents".into(),
@@ -731,44 +727,6 @@ impl Bench {
         })
     }
 
-    /// W1's median events/s per contender name, from this run's W1 or from
-    /// a short probe when W1 was not run.
-    fn w1_max(&mut self, specs: &[Spec]) -> BTreeMap<String, f64> {
-        let from_w1: BTreeMap<String, f64> = self
-            .workloads
-            .iter()
-            .find(|w| w.id == "W1")
-            .map(|w| {
-                w.contenders
-                    .iter()
-                    .filter_map(|c| Some((c.name.clone(), c.median.as_ref()?.events_per_s)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let missing: Vec<Spec> = specs
-            .iter()
-            .copied()
-            .filter(|s| !from_w1.contains_key(&s.name()))
-            .collect();
-        if missing.is_empty() {
-            return from_w1;
-        }
-        let events = self.sizes.w1_events.min(2_000_000);
-        let shape = self.shape(events, Dist::Uniform, GenOp::Incr, 1000, 8);
-        let keys = Arc::clone(&self.keys_100k);
-        let runs = std::mem::replace(&mut self.runs, 1);
-        let probed = self.rounds("W3 probe", &missing, &keys, &shape, &|_| None);
-        self.runs = runs;
-        let mut all = from_w1;
-        for mut c in probed {
-            c.finish();
-            if let Some(m) = c.median {
-                all.insert(c.name, m.events_per_s);
-            }
-        }
-        all
-    }
-
     fn w3(&mut self) -> anyhow::Result<WorkloadResult> {
         let specs = self.available(&[
             Spec::Tcp(AckMode::Durable),
@@ -776,27 +734,73 @@ impl Bench {
             Spec::Redis(RedisPersistence::None),
             Spec::Redis(RedisPersistence::Always),
         ]);
-        let max = self.w1_max(&specs);
-        let rates: BTreeMap<String, f64> = max.iter().map(|(k, v)| (k.clone(), v * 0.5)).collect();
-        let shape = self.shape(0, Dist::Uniform, GenOp::Incr, 1000, 8);
         let keys = Arc::clone(&self.keys_100k);
-        let specs: Vec<Spec> = specs
-            .into_iter()
-            .filter(|s| rates.contains_key(&s.name()))
-            .collect();
-        let rate_of = |s: Spec| rates.get(&s.name()).copied();
-        let contenders = self.rounds("W3", &specs, &keys, &shape, &rate_of);
-        let rate_list: Vec<String> = specs
+        let probe_events = self.sizes.w3_probe_events;
+        let seconds = self.sizes.w3_seconds;
+        let mut contenders: Vec<Contender> = specs
             .iter()
-            .filter_map(|s| Some(format!("{} {}/s", s.name(), si(*rates.get(&s.name())?))))
+            .map(|s| Contender::new(s.name(), s.peer()))
             .collect();
+        for run in 0..self.runs {
+            for (spec, contender) in specs.iter().zip(contenders.iter_mut()) {
+                self.step(format!(
+                    "W3 round {}/{}: {}",
+                    run + 1,
+                    self.runs,
+                    contender.name
+                ));
+                let outcome = (|| -> anyhow::Result<(LoadReport, f64)> {
+                    let target = self.endpoint(*spec)?;
+                    let ack = match spec {
+                        Spec::Tcp(a) | Spec::Http(a) => *a,
+                        _ => AckMode::None,
+                    };
+                    // W1's maximum, measured right before (the machine's
+                    // capacity drifts): a closed-loop W1-shaped probe.
+                    let mut probe = self.shape(probe_events, Dist::Uniform, GenOp::Incr, 1000, 8);
+                    probe.target = target.clone();
+                    probe.ack = ack;
+                    let max = self.load(&probe, &keys)?.events_per_s;
+                    let rate = max * 0.5;
+                    let events = ((rate * seconds) as u64).max(8_000);
+                    let mut cfg = self.shape(events, Dist::Uniform, GenOp::Incr, 1000, 8);
+                    cfg.target = target;
+                    cfg.ack = ack;
+                    cfg.rate = Some(rate);
+                    Ok((self.load(&cfg, &keys)?, max))
+                })();
+                match outcome {
+                    Ok((r, max)) => {
+                        self.say(format!(
+                            "W3 {}: {} events/s offered (max {}), p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
+                            contender.name,
+                            si(r.config["rate"].as_f64().unwrap_or(0.0)),
+                            si(max),
+                            r.p50_ms,
+                            r.p99_ms,
+                            r.p999_ms
+                        ));
+                        let mut fig = RunFigure::from_load(run, &r, true);
+                        fig.extra.insert("max_probe_per_s".into(), max);
+                        fig.extra.insert(
+                            "offered_rate".into(),
+                            r.config["rate"].as_f64().unwrap_or(0.0),
+                        );
+                        contender.runs.push(fig);
+                    }
+                    Err(e) => {
+                        self.say(format!("W3 {}: failed: {e:#}", contender.name));
+                        contender.failures.push(format!("round {}: {e:#}", run + 1));
+                    }
+                }
+                self.done_step();
+            }
+        }
         Ok(WorkloadResult {
             id: "W3".into(),
             title: "latency at 50 % of W1's maximum".into(),
             shape: format!(
-                "W1's shape, open loop at a fixed rate of half of each contender's own W1 median ({}), for {:.0} s; latency from each frame's scheduled send time when the target held the sender back (no coordinated omission).",
-                rate_list.join(", "),
-                self.sizes.w3_seconds
+                "W1's shape, open loop at a fixed rate of half of W1's maximum for {seconds:.0} s. The maximum is measured right before each run (a closed-loop W1-shaped probe of {probe_events} events on the same contender), because this machine's capacity drifts with its neighbours' load. Latency counts from each frame's scheduled send time whenever the target held the sender back (no coordinated omission)."
             ),
             contenders,
             ratios: Vec::new(),
