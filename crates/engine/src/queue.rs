@@ -318,28 +318,22 @@ impl<T> ShardQueue<T> {
     /// Changes the capacity in events (at least 1). Growing wakes waiting
     /// producers; shrinking below the depth drops nothing.
     pub fn set_capacity(&self, cap_events: usize) {
-        let wakers = {
-            let mut st = lock(&self.state);
-            let grew = cap_events > st.cap_events;
-            st.cap_events = cap_events.max(1);
-            if grew {
-                st.take_producer_wakers()
-            } else {
-                Vec::new()
-            }
-        };
-        for w in wakers {
-            w.wake();
-        }
+        self.resize(|st| &mut st.cap_events, cap_events);
     }
 
     /// Changes the capacity in bytes (at least 1), like
     /// [`set_capacity`](Self::set_capacity).
     pub fn set_capacity_bytes(&self, cap_bytes: usize) {
+        self.resize(|st| &mut st.cap_bytes, cap_bytes);
+    }
+
+    /// Sets one capacity field; wakes the waiting producers when it grew.
+    fn resize(&self, field: impl FnOnce(&mut State<T>) -> &mut usize, value: usize) {
         let wakers = {
             let mut st = lock(&self.state);
-            let grew = cap_bytes > st.cap_bytes;
-            st.cap_bytes = cap_bytes.max(1);
+            let cap = field(&mut st);
+            let grew = value > *cap;
+            *cap = value.max(1);
             if grew {
                 st.take_producer_wakers()
             } else {
