@@ -18,6 +18,13 @@ use statecraft_store::StoreError;
 
 /// Arguments of `statecraft backup`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "The backup is offline: it opens the data directory itself, so no \
+`statecraft serve` may be running on it (the store's lock refuses a second opener, and the \
+command says so). Opening recovers the store as a restart would (it replays the logged \
+batches) before copying. The backup directory opens as a data dir: \
+`statecraft serve --data-dir DIR`."
+)]
 pub struct BackupArgs {
     /// The data directory to back up (no server may be running on it).
     #[arg(
