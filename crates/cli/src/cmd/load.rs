@@ -34,6 +34,7 @@
 
 pub mod generator;
 mod http;
+mod nats;
 pub mod recorder;
 mod redis;
 pub mod resp;
@@ -329,9 +330,7 @@ pub async fn run_load(config: &LoadConfig, keys: Arc<KeySpace>) -> anyhow::Resul
         Endpoint::Tcp(addr) => Targets::Tcp(tcp::connect_all(addr, conns, config).await?),
         Endpoint::Http(base) => Targets::Http(http::connect(base, conns, config).await?),
         Endpoint::Redis(addr) => Targets::Redis(redis::connect_all(addr, conns, config).await?),
-        Endpoint::Nats(url) => anyhow::bail!(
-            "`statecraft load --target {url}`: publishing load straight to a cluster's NATS stream is not implemented yet; load a cluster node over http:// or tcp:// (it publishes to the stream), or use `statecraft send --server {url}`"
-        ),
+        Endpoint::Nats(url) => Targets::Nats(nats::connect(url).await?),
     };
     let mut sources = Vec::with_capacity(conns);
     for i in 0..conns {
@@ -392,6 +391,13 @@ pub async fn run_load(config: &LoadConfig, keys: Arc<KeySpace>) -> anyhow::Resul
                 tasks.spawn(async move { redis::drive(conn, plan, source, &p).await });
             }
         }
+        Targets::Nats(producer) => {
+            for (plan, source) in plans.into_iter().zip(sources) {
+                let p = Arc::clone(&progress);
+                let producer = Arc::clone(&producer);
+                tasks.spawn(async move { nats::drive(producer, plan, source, &p).await });
+            }
+        }
     }
     let ticker = bar.clone().map(|bar| {
         let p = Arc::clone(&progress);
@@ -434,6 +440,7 @@ enum Targets {
     Tcp(Vec<statecraft_server::TcpClient>),
     Http(http::HttpTarget),
     Redis(Vec<redis::RedisConn>),
+    Nats(Arc<statecraft_cluster::Producer>),
 }
 
 fn progress_bar(config: &LoadConfig) -> Option<ProgressBar> {
