@@ -203,8 +203,7 @@ impl DedupIds {
 
 /// The state owned by one shard and the logic that applies events to it.
 pub(crate) struct ShardState {
-    /// The shard's index (kept for diagnostics).
-    #[allow(dead_code)]
+    /// The shard's index (names its per-shard source offsets).
     pub id: usize,
     /// The shard's keys. Keys up to 24 bytes are stored inline in the table,
     /// so a lookup compares them without chasing a pointer.

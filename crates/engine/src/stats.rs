@@ -31,30 +31,28 @@ pub struct StatusCounters {
 }
 
 impl StatusCounters {
+    /// The counter of `r`'s status (`None` for `accepted`, not counted).
+    fn counter(&self, r: &EventResult) -> Option<&AtomicU64> {
+        match r {
+            EventResult::Applied { .. } => Some(&self.applied),
+            EventResult::Duplicate => Some(&self.duplicate),
+            EventResult::Conflict { .. } => Some(&self.conflict),
+            EventResult::Rejected { .. } => Some(&self.rejected),
+            EventResult::Overloaded => Some(&self.overloaded),
+            EventResult::Accepted => None,
+        }
+    }
+
     /// Counts one result.
     pub fn count(&self, r: &EventResult) {
-        let c = match r {
-            EventResult::Applied { .. } => &self.applied,
-            EventResult::Duplicate => &self.duplicate,
-            EventResult::Conflict { .. } => &self.conflict,
-            EventResult::Rejected { .. } => &self.rejected,
-            EventResult::Overloaded => &self.overloaded,
-            EventResult::Accepted => return,
-        };
-        c.fetch_add(1, Ordering::Relaxed);
+        self.count_n(r, 1);
     }
 
     /// Adds `n` to the counter of `r`'s status.
     pub fn count_n(&self, r: &EventResult, n: u64) {
-        let c = match r {
-            EventResult::Applied { .. } => &self.applied,
-            EventResult::Duplicate => &self.duplicate,
-            EventResult::Conflict { .. } => &self.conflict,
-            EventResult::Rejected { .. } => &self.rejected,
-            EventResult::Overloaded => &self.overloaded,
-            EventResult::Accepted => return,
-        };
-        c.fetch_add(n, Ordering::Relaxed);
+        if let Some(c) = self.counter(r) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// The counts now.
@@ -173,32 +171,26 @@ pub struct ShardMetrics {
 }
 
 impl ShardMetrics {
-    /// Counts the results of one sub-batch: tallied locally, then one atomic
-    /// add per status that occurred (not one per event).
+    /// Counts the results of one sub-batch: one atomic add per run of equal
+    /// statuses (a sub-batch is nearly always all `applied`), not one per
+    /// event.
     pub fn count_results(&self, results: &[EventResult]) {
-        let mut tally = [0u64; 5];
+        let mut run: Option<(&EventResult, u64)> = None;
         for r in results {
-            let i = match r {
-                EventResult::Applied { .. } => 0,
-                EventResult::Duplicate => 1,
-                EventResult::Conflict { .. } => 2,
-                EventResult::Rejected { .. } => 3,
-                EventResult::Overloaded => 4,
-                EventResult::Accepted => continue,
-            };
-            tally[i] += 1;
-        }
-        let counters = [
-            &self.results.applied,
-            &self.results.duplicate,
-            &self.results.conflict,
-            &self.results.rejected,
-            &self.results.overloaded,
-        ];
-        for (c, n) in counters.into_iter().zip(tally) {
-            if n > 0 {
-                c.fetch_add(n, Ordering::Relaxed);
+            match &mut run {
+                Some((first, n)) if std::mem::discriminant(*first) == std::mem::discriminant(r) => {
+                    *n += 1
+                }
+                _ => {
+                    if let Some((first, n)) = run {
+                        self.results.count_n(first, n);
+                    }
+                    run = Some((r, 1));
+                }
             }
+        }
+        if let Some((first, n)) = run {
+            self.results.count_n(first, n);
         }
     }
 

@@ -247,17 +247,7 @@ async fn pipe_main(settings: Settings) -> anyhow::Result<ExitCode> {
         let Some(first) = first else { break };
         let mut line = Some(first);
         while let Some(l) = line.take() {
-            handle_line(
-                &l,
-                &settings,
-                &limits,
-                &mut pending,
-                &out_tx,
-                &engine,
-                ack,
-                chunk,
-            )
-            .await?;
+            handle_line(&l, &settings, &limits, &mut pending, &out_tx, &engine, ack).await?;
             if pending.len() >= chunk {
                 flush(&mut pending, &settings, &engine, ack, &out_tx).await?;
             }
@@ -281,7 +271,6 @@ fn signal_stream() -> anyhow::Result<tokio::signal::unix::Signal> {
         .context("installing the SIGTERM handler")
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn handle_line(
     line: &str,
     settings: &Settings,
@@ -290,7 +279,6 @@ async fn handle_line(
     out: &mpsc::Sender<Out>,
     engine: &Engine,
     ack: AckMode,
-    _chunk: usize,
 ) -> anyhow::Result<()> {
     let trimmed = line.trim();
     if trimmed.is_empty() {
