@@ -159,43 +159,50 @@ type KeyId = (Box<str>, Box<str>);
 /// bound on how many are remembered.
 #[derive(Default)]
 struct DedupIds {
-    /// (key, id) → expiry in ms.
-    seen: FxHashMap<KeyId, u64>,
+    /// key → id → expiry in ms. Nested so a probe borrows both strings (no
+    /// allocation on the apply path of an event with an id).
+    seen: FxHashMap<Box<str>, FxHashMap<Box<str>, u64>>,
     /// Insertion order, for expiry and for the count bound.
     order: std::collections::VecDeque<(KeyId, u64)>,
 }
 
 impl DedupIds {
     fn contains(&self, key: &str, id: &str, now_ms: u64) -> bool {
-        // Allocation-free probe would need a borrowed tuple key; ids are the
-        // rare path, so the two small boxes are acceptable.
         self.seen
-            .get(&(Box::from(key), Box::from(id)))
+            .get(key)
+            .and_then(|ids| ids.get(id))
             .is_some_and(|&exp| exp > now_ms)
     }
 
     fn insert(&mut self, key: &str, id: &str, expires_at: u64, max: usize) {
         let k = (Box::<str>::from(key), Box::<str>::from(id));
-        self.seen.insert(k.clone(), expires_at);
+        self.seen
+            .entry(k.0.clone())
+            .or_default()
+            .insert(k.1.clone(), expires_at);
         self.order.push_back((k, expires_at));
         while self.order.len() > max {
-            if let Some((old, exp)) = self.order.pop_front()
-                && self.seen.get(&old) == Some(&exp)
-            {
-                self.seen.remove(&old);
-            }
+            self.forget_oldest();
         }
     }
 
     fn expire(&mut self, now_ms: u64) {
-        while let Some((_, exp)) = self.order.front() {
-            if *exp > now_ms {
-                break;
-            }
-            if let Some((old, exp)) = self.order.pop_front()
-                && self.seen.get(&old) == Some(&exp)
-            {
-                self.seen.remove(&old);
+        while self.order.front().is_some_and(|(_, exp)| *exp <= now_ms) {
+            self.forget_oldest();
+        }
+    }
+
+    /// Drops the oldest remembered id, unless a later insert renewed it.
+    fn forget_oldest(&mut self) {
+        let Some(((key, id), exp)) = self.order.pop_front() else {
+            return;
+        };
+        if let Some(ids) = self.seen.get_mut(&key)
+            && ids.get(&id) == Some(&exp)
+        {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.seen.remove(&key);
             }
         }
     }
