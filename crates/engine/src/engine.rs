@@ -418,9 +418,18 @@ impl Engine {
             }
             None => (None, Vec::new()),
         };
+        // Without adaptive capacity the controller only keeps the window of
+        // recent waits for stats; its decisions are not applied.
+        let controller_config = config.adaptive.unwrap_or_else(|| {
+            crate::adaptive::AdaptiveConfig::new(Duration::from_millis(10), 1, usize::MAX / 2)
+        });
+        let initial = match config.adaptive {
+            Some(a) => config.queue_capacity.clamp(a.min, a.max),
+            None => config.queue_capacity,
+        };
         for id in 0..config.shards {
             let queue = Arc::new(ShardQueue::new(
-                config.queue_capacity,
+                initial,
                 config.queue_capacity_bytes,
                 config.overflow,
             ));
@@ -435,23 +444,10 @@ impl Engine {
                 apply_delay: config.apply_delay,
                 apply_delay_busy: config.apply_delay_busy,
                 shards: config.shards,
-                stats_window: crate::adaptive::AdaptiveConfig::new(
-                    Duration::from_millis(10),
-                    1,
-                    usize::MAX / 2,
-                ),
             };
-            let initial = match config.adaptive {
-                Some(a) => config.queue_capacity.clamp(a.min, a.max),
-                None => config.queue_capacity,
-            };
-            queue.set_capacity(initial);
             let worker = ShardWorker {
                 id,
-                controller: crate::adaptive::AdaptiveCapacity::new(
-                    config.adaptive.unwrap_or(settings.stats_window),
-                    initial,
-                ),
+                controller: crate::adaptive::AdaptiveCapacity::new(controller_config, initial),
                 adaptive: config.adaptive.is_some(),
                 interval: crate::adaptive::IntervalCounters::default(),
                 interval_base: (0, 0),

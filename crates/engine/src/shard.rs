@@ -142,8 +142,6 @@ pub(crate) struct ShardSettings {
     pub apply_delay_busy: bool,
     /// How many shards the engine has (names of per-shard source offsets).
     pub shards: usize,
-    /// The p95 target used for the stats window when not adaptive.
-    pub stats_window: crate::adaptive::AdaptiveConfig,
 }
 
 pub(crate) fn now_ms() -> u64 {
