@@ -31,6 +31,13 @@ pub const PROGRESS_FILE: &str = ".statecraft/progress.json";
 /// The journal, relative to the workspace.
 pub const JOURNAL_FILE: &str = ".statecraft/journal.jsonl";
 
+/// The editor slash-command file `lessons init` writes (the commands folder
+/// editor-integrated AI assistants read): `/coach N question|review`.
+pub const SLASH_COMMAND_FILE: &str = ".claude/commands/coach.md";
+
+/// Its text: runs `statecraft coach $ARGUMENTS` and binds the assistant to the coach's rules.
+pub const SLASH_COMMAND: &str = include_str!("../starters/common/coach-command.md");
+
 const README: &str = include_str!("../starters/common/README.md");
 const SAMPLE_EVENTS: &str = include_str!("../starters/common/events.ndjson");
 const PYTHON_MAIN: &str = include_str!("../starters/python/main.py");
@@ -194,14 +201,23 @@ pub fn init(dir: &Path, lang: Lang, force: bool) -> Result<InitReport, Workspace
     let mut files: Vec<(PathBuf, String)> = match lang {
         Lang::Python => vec![
             ("main.py".into(), PYTHON_MAIN.to_string()),
-            (".gitignore".into(), "__pycache__/\n".to_string()),
+            (
+                ".gitignore".into(),
+                format!("__pycache__/\n{JOURNAL_FILE}\n"),
+            ),
         ],
         Lang::Rust => vec![
             ("Cargo.toml".into(), RUST_CARGO_TOML.to_string()),
             ("src/main.rs".into(), RUST_MAIN.to_string()),
-            (".gitignore".into(), RUST_GITIGNORE.to_string()),
+            (
+                ".gitignore".into(),
+                format!("{RUST_GITIGNORE}{JOURNAL_FILE}\n"),
+            ),
         ],
     };
+    // The editor slash command (`/coach 2 …`): an AI assistant runs the coach and
+    // keeps to its rules instead of writing the solution itself.
+    files.push((SLASH_COMMAND_FILE.into(), SLASH_COMMAND.to_string()));
     files.push(("README.md".into(), readme(lang, &config)));
     files.push(("events.ndjson".into(), SAMPLE_EVENTS.to_string()));
     let config_text = toml::to_string(&config).map_err(|e| WorkspaceError::Malformed {
@@ -380,6 +396,37 @@ mod tests {
         assert_eq!("python".parse::<Lang>().ok(), Some(Lang::Python));
         assert_eq!("Rust".parse::<Lang>().ok(), Some(Lang::Rust));
         assert!("go".parse::<Lang>().is_err());
+    }
+
+    #[test]
+    fn the_journal_is_ignored_and_the_slash_command_runs_the_coach()
+    -> Result<(), Box<dyn std::error::Error>> {
+        for lang in [Lang::Python, Lang::Rust] {
+            let dir = tempfile::tempdir()?;
+            init(dir.path(), lang, false)?;
+            let ignore = std::fs::read_to_string(dir.path().join(".gitignore"))?;
+            assert!(ignore.lines().any(|l| l == JOURNAL_FILE), "{ignore}");
+            let command = std::fs::read_to_string(dir.path().join(SLASH_COMMAND_FILE))?;
+            assert!(command.starts_with("---\ndescription:"), "{command}");
+            assert!(command.contains("statecraft coach $ARGUMENTS"), "{command}");
+            assert!(command.contains("Never write the complete working solution"));
+            // In a git repository, a journal line is not a change to commit.
+            let git = |args: &[&str]| {
+                std::process::Command::new("git")
+                    .arg("-C")
+                    .arg(dir.path())
+                    .args(args)
+                    .output()
+            };
+            if git(&["init", "-q"]).is_ok_and(|o| o.status.success()) {
+                std::fs::write(dir.path().join(JOURNAL_FILE), "{}\n")?;
+                let out = git(&["status", "--porcelain", "--untracked-files=all"])?;
+                let status = String::from_utf8_lossy(&out.stdout);
+                assert!(!status.contains("journal.jsonl"), "{status}");
+                assert!(status.contains(".statecraft/workspace.toml"), "{status}");
+            }
+        }
+        Ok(())
     }
 
     #[test]
