@@ -444,6 +444,7 @@ impl Engine {
                 apply_delay: config.apply_delay,
                 apply_delay_busy: config.apply_delay_busy,
                 shards: config.shards,
+                limits: config.limits,
             };
             let worker = ShardWorker {
                 id,

@@ -32,6 +32,18 @@ use serde_json::{Map, Value};
 use crate::event::{Event, EventResult, Op, RejectCode};
 use crate::pointer::Pointer;
 
+/// Longest key any configuration may allow (bytes): what the store can hold
+/// ([`statecraft_store::MAX_KEY_BYTES`]). `max_key_bytes` above it is a
+/// configuration error (`EngineConfig::validate`), and [`Limits::validate`] never
+/// admits a longer key whatever the configuration says.
+pub const MAX_KEY_BYTES: usize = statecraft_store::MAX_KEY_BYTES;
+
+/// Longest idempotency id (bytes). Ids are kept in memory for the dedup
+/// window and logged with every event, so they are short tokens (a UUID is
+/// 36 bytes); far below what the store can hold
+/// ([`statecraft_store::MAX_ID_BYTES`]). An id must also be non-empty.
+pub const MAX_ID_BYTES: usize = 1024;
+
 /// Limits every event is checked against before it reaches a queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -71,14 +83,29 @@ impl Limits {
         if key_len == 0 {
             return Err(Rejection::new(RejectCode::InvalidKey, "the key is empty"));
         }
-        if key_len > self.max_key_bytes {
+        let max_key = self.max_key_bytes.min(MAX_KEY_BYTES);
+        if key_len > max_key {
             return Err(Rejection::new(
                 RejectCode::InvalidKey,
-                format!(
-                    "the key is {key_len} bytes; the limit is {} bytes",
-                    self.max_key_bytes
-                ),
+                format!("the key is {key_len} bytes; the limit is {max_key} bytes"),
             ));
+        }
+        if let Some(id) = &event.id {
+            if id.is_empty() {
+                return Err(Rejection::new(
+                    RejectCode::InvalidEvent,
+                    "the id is empty (leave it out for no idempotency)",
+                ));
+            }
+            if id.len() > MAX_ID_BYTES {
+                return Err(Rejection::new(
+                    RejectCode::InvalidEvent,
+                    format!(
+                        "the id is {} bytes; the limit is {MAX_ID_BYTES} bytes",
+                        id.len()
+                    ),
+                ));
+            }
         }
         let path_levels = match event.path.as_deref() {
             Some(path) => Pointer::check(path)?,
@@ -124,6 +151,96 @@ impl Limits {
         }
         Ok(())
     }
+}
+
+impl Limits {
+    /// True if `value` is at most `max_value_bytes` (estimated as
+    /// [`approx_value_bytes`]; stops walking as soon as it is over).
+    pub fn value_fits(&self, value: &Value) -> bool {
+        measure(value, 0, self.max_value_bytes, usize::MAX).bytes <= self.max_value_bytes
+    }
+
+    /// The rejection for a key whose value would grow past
+    /// `max_value_bytes` (an `append`, `merge` or path write).
+    pub fn grown_too_large(&self) -> Rejection {
+        Rejection::new(
+            RejectCode::ValueTooLarge,
+            format!(
+                "the key's value would grow past the limit of {} bytes (estimated as \
+                 serialized JSON); the key is unchanged",
+                self.max_value_bytes
+            ),
+        )
+    }
+}
+
+/// How much an event can add to its key's value ([`growth_bound`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Growth {
+    /// It cannot make the value larger than its operand alone (a whole-key
+    /// `set`/`incr`/`max`/`min`, or `delete`; the operand was measured by
+    /// [`Limits::validate`]).
+    Bounded,
+    /// It adds at most this many bytes (estimated like [`approx_value_bytes`]).
+    AtMost(usize),
+    /// Unknown (a custom op): the result must be measured.
+    Unknown,
+}
+
+/// How much `event`, whose operand is `operand` (wherever the caller keeps
+/// it), can add to its key's value: `append`, `merge` and any op with a path
+/// into the value can grow it by about the operand plus what the path
+/// creates (one container per token, each its token's bytes plus a few of
+/// punctuation; a number written by `incr`/`max`/`min` is at most 24).
+pub fn growth_bound(event: &Event, operand: Option<&Value>) -> Growth {
+    let path = event.path.as_deref().map_or(0, str::len);
+    match event.op {
+        Op::Custom(_) => Growth::Unknown,
+        Op::Delete => Growth::Bounded,
+        Op::Append | Op::Merge => {
+            Growth::AtMost(operand.map_or(0, approx_value_bytes) + path.saturating_mul(9) + 32)
+        }
+        _ if path > 0 => {
+            Growth::AtMost(operand.map_or(0, approx_value_bytes) + path.saturating_mul(9) + 32)
+        }
+        _ => Growth::Bounded,
+    }
+}
+
+/// Runs `apply` (which applies the event to its slot, e.g.
+/// [`ops::apply`](crate::ops::apply)) on `slot`, but refuses a result larger
+/// than `max_value_bytes` with [`Limits::grown_too_large`], leaving `slot`
+/// unchanged. `growth` is the event's [`growth_bound`]. Cheap in the common
+/// case: an event that cannot grow the value is applied at once; one that
+/// can is applied in place when the current size plus its growth fits; only
+/// near the limit (or for a custom op) is it applied to a copy that is
+/// measured before it replaces the value.
+pub fn apply_bounded(
+    limits: &Limits,
+    slot: &mut Option<Value>,
+    growth: Growth,
+    apply: impl FnOnce(&mut Option<Value>) -> Result<(), Rejection>,
+) -> Result<(), Rejection> {
+    let max = limits.max_value_bytes;
+    match growth {
+        Growth::Bounded => return apply(slot),
+        Growth::AtMost(bytes) => {
+            let now = slot
+                .as_ref()
+                .map_or(0, |v| measure(v, 0, max, usize::MAX).bytes);
+            if now.saturating_add(bytes) <= max {
+                return apply(slot);
+            }
+        }
+        Growth::Unknown => {}
+    }
+    let mut trial = slot.clone();
+    apply(&mut trial)?;
+    if trial.as_ref().is_some_and(|v| !limits.value_fits(v)) {
+        return Err(limits.grown_too_large());
+    }
+    *slot = trial;
+    Ok(())
 }
 
 impl Default for Limits {

@@ -142,6 +142,9 @@ pub(crate) struct ShardSettings {
     pub apply_delay_busy: bool,
     /// How many shards the engine has (names of per-shard source offsets).
     pub shards: usize,
+    /// Event limits: the shard refuses a change that would grow a key's
+    /// value past `max_value_bytes` ([`crate::limits::apply_bounded`]).
+    pub limits: crate::limits::Limits,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -350,7 +353,14 @@ impl ShardState {
                         None,
                     );
                 }
-                match ops::apply(&mut e.value, event, custom.as_ref()) {
+                let growth = crate::limits::growth_bound(event, event.value.as_ref());
+                let applied = crate::limits::apply_bounded(
+                    &self.settings.limits,
+                    &mut e.value,
+                    growth,
+                    |t| ops::apply(t, event, custom.as_ref()),
+                );
+                match applied {
                     Ok(()) => {
                         if e.value.is_some() {
                             e.version += 1;
@@ -380,7 +390,12 @@ impl ShardState {
                     return (EventResult::Conflict { current_version: 0 }, None);
                 }
                 let mut slot: Option<Value> = None;
-                match ops::apply(&mut slot, event, custom.as_ref()) {
+                let growth = crate::limits::growth_bound(event, event.value.as_ref());
+                let applied =
+                    crate::limits::apply_bounded(&self.settings.limits, &mut slot, growth, |t| {
+                        ops::apply(t, event, custom.as_ref())
+                    });
+                match applied {
                     Ok(()) => {
                         let version = u64::from(slot.is_some());
                         let expires_at = match (event.ttl_s, &slot) {

@@ -706,7 +706,14 @@ impl ServeConfig {
             1024,
             (u32::MAX as usize) - 16,
         )?;
-        range("max_key_bytes", self.limits.max_key_bytes, 1, 1 << 20)?;
+        // The store's hard limit: a longer key would be acked and then fail
+        // its checkpoint (issue 16).
+        range(
+            "max_key_bytes",
+            self.limits.max_key_bytes,
+            1,
+            statecraft_engine::limits::MAX_KEY_BYTES,
+        )?;
         range(
             "max_value_bytes",
             self.limits.max_value_bytes,

@@ -66,7 +66,8 @@ pub enum StoreError {
     #[error(
         "shard {shard}: log records up to seq {synced} were synced, but only up to {recovered} \
          came back — the journal lost acknowledged data (damage, not a torn tail); refusing \
-         to open. Restore from a backup, or open with `accept_lost_records` to go on without them"
+         to open. Restore from a backup, or start with `statecraft serve --accept-lost-records` \
+         (`StoreOptions::accept_lost_records`) to go on without them"
     )]
     SyncedRecordsMissing {
         /// The shard.
@@ -75,6 +76,26 @@ pub enum StoreError {
         synced: u64,
         /// The highest seq recovered (log or checkpoint).
         recovered: u64,
+    },
+
+    /// A replayed log record changes a key longer than
+    /// [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES): an engine that did not check
+    /// the limit at admission acked it. The key cannot be materialized, so
+    /// opening means losing it: only `accept_lost_records` does.
+    #[error(
+        "shard {shard} seq {seq}: the log holds a key of {len} bytes, over the store's limit \
+         of {max} bytes; it cannot be recovered. Start with `statecraft serve \
+         --accept-lost-records` (`StoreOptions::accept_lost_records`) to drop it and open"
+    )]
+    OversizedKey {
+        /// The shard.
+        shard: u16,
+        /// The record's seq.
+        seq: u64,
+        /// The key's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
     },
 
     /// `backup` refuses to write into a directory that already has entries.

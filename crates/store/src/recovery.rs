@@ -53,6 +53,12 @@ pub struct RecoveryReport {
     pub lost_records_accepted: bool,
     /// Wall time of the whole open, recovery included.
     pub duration: Duration,
+    /// Replayed ids and keys longer than [`MAX_ID_BYTES`](crate::MAX_ID_BYTES)
+    /// / [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES), dropped (logged as errors)
+    /// instead of bricking the open: an engine that did not check them at
+    /// admission could log them. An id is only a duplicate guard; a key is
+    /// lost data, so it needs `accept_lost_records`.
+    pub oversized_dropped: u64,
 }
 
 /// After-images of one chunk, coalesced: the last state per key wins, the
@@ -192,9 +198,35 @@ pub(crate) fn recover(
             report.changes_applied += rec.changes.len() as u64;
             report.dedup_applied += rec.dedup.len() as u64;
             for (key, state) in rec.changes {
+                if key.len() > crate::MAX_KEY_BYTES {
+                    let err = StoreError::OversizedKey {
+                        shard,
+                        seq,
+                        len: key.len(),
+                        max: crate::MAX_KEY_BYTES,
+                    };
+                    if !options.accept_lost_records {
+                        return Err(err);
+                    }
+                    tracing::error!(%err, "dropping the key: accept_lost_records is set");
+                    report.oversized_dropped += 1;
+                    continue;
+                }
                 chunk.states.insert(key, state);
             }
             for d in rec.dedup {
+                if d.key.len() > crate::MAX_KEY_BYTES || d.id.len() > crate::MAX_ID_BYTES {
+                    // Only a duplicate guard: an event with such an id is
+                    // refused at admission, so no retry of it can arrive.
+                    tracing::error!(
+                        shard,
+                        seq,
+                        id_bytes = d.id.len(),
+                        "dropping an idempotency id over the store's limit"
+                    );
+                    report.oversized_dropped += 1;
+                    continue;
+                }
                 let e = chunk.dedup.entry((d.key, d.id)).or_insert(d.expires_at);
                 *e = (*e).max(d.expires_at);
             }
@@ -277,6 +309,52 @@ mod tests {
             0,
             "the log is empty after open"
         );
+    }
+
+    /// Issue 16: a record holding an id or key longer than the store's
+    /// limits (acked by an engine that did not check them) must not brick
+    /// the data dir. Ids are dropped (a retry of such an event is refused at
+    /// admission now); a key is lost data, so only `accept_lost_records`
+    /// opens past it, and the refusal names the serve flag.
+    #[test]
+    fn records_past_the_store_limits_do_not_brick_the_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path(), StoreOptions::default()).expect("open");
+        let mut long_id = rec(1, "k1");
+        long_id.dedup.push(crate::DedupEntry {
+            key: "k1".into(),
+            id: "i".repeat(crate::MAX_ID_BYTES + 8_000),
+            expires_at: u64::MAX,
+        });
+        let mut long_key = rec(2, &"k".repeat(crate::MAX_KEY_BYTES + 1));
+        long_key.changes.push(rec(2, "k2").changes.remove(0));
+        for r in [&long_id, &long_key] {
+            let mut buf = Vec::new();
+            crate::record::encode_record(r, &mut buf);
+            store
+                .append_encoded(0, r.seq, &buf)
+                .expect("append unchecked");
+        }
+        store.sync().expect("sync");
+        drop(store);
+
+        let err = Store::open(dir.path(), StoreOptions::default())
+            .err()
+            .expect("a lost key needs the operator's consent");
+        assert!(err.to_string().contains("--accept-lost-records"), "{err}");
+        let (store, report) = Store::open(
+            dir.path(),
+            StoreOptions::default().accept_lost_records(true),
+        )
+        .expect("opens with accept_lost_records");
+        assert_eq!(report.oversized_dropped, 2, "{report:?}");
+        assert_eq!(store.get("k1").expect("get").map(|s| s.version), Some(1));
+        assert_eq!(store.get("k2").expect("get").map(|s| s.version), Some(2));
+        store.sync().expect("writable");
+        drop(store);
+        // The next open finds nothing to drop.
+        let (_, report) = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
+        assert_eq!(report.oversized_dropped, 0);
     }
 
     #[test]

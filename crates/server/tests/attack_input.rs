@@ -1,0 +1,177 @@
+//! Attack suite, hostile *events* (issue 16, findings 1, 3 and 9): sizes the
+//! store cannot hold are refused at admission, never acked and then
+//! bricking the data dir; flags beyond the store's hard limits are refused
+//! at start; `append`/`merge`/path writes cannot grow a key past
+//! `max_value_bytes`; an empty id is refused.
+//!
+//! Each test failed on the code before the fix (see the issue's notes).
+//! Loopback only, bounded, no wall-time verdicts.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+use statecraft_engine::Limits;
+use statecraft_server::{ServeConfig, Server};
+
+fn durable(dir: &std::path::Path) -> ServeConfig {
+    ServeConfig {
+        data_dir: Some(dir.to_owned()),
+        ack: statecraft_engine::AckMode::Durable,
+        checkpoint_interval: Duration::from_millis(50),
+        ..config()
+    }
+}
+
+fn result(v: &Value) -> (String, String) {
+    let r = &v["results"][0];
+    (
+        r["status"].as_str().unwrap_or_default().to_owned(),
+        r["code"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_the_store_cannot_hold_is_refused_and_the_data_dir_survives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = start(durable(dir.path())).await;
+    let base = running.http_url();
+    let huge_id = "i".repeat(40_000);
+    for id in [
+        huge_id.as_str(),
+        &"j".repeat(statecraft_engine::limits::MAX_ID_BYTES + 1),
+    ] {
+        let ev = json!({"key": "k", "op": "incr", "id": id});
+        let (st, v) = post_events(&base, "", "application/json", ev.to_string()).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(
+            result(&v),
+            ("rejected".into(), "invalid_event".into()),
+            "an id of {} bytes must be refused at admission: {v}",
+            id.len()
+        );
+    }
+    // The longest allowed id is acked, checkpointed and survives a restart.
+    let longest = "x".repeat(statecraft_engine::limits::MAX_ID_BYTES);
+    let ev = json!({"key": "k", "op": "incr", "id": longest});
+    let (_, v) = post_events(&base, "", "application/json", ev.to_string()).await;
+    assert_eq!(result(&v).0, "applied", "{v}");
+    tokio::time::sleep(Duration::from_millis(200)).await; // a checkpoint or two
+    let (_, v) = post_events(&base, "", "application/json", r#"{"key":"k","op":"incr"}"#).await;
+    assert_eq!(result(&v).0, "applied", "writes still work: {v}");
+    running.shutdown().await.expect("clean shutdown");
+
+    let running = start(durable(dir.path())).await;
+    let (st, v) = get_json(&running.http_url(), "/v1/state/k").await;
+    assert_eq!((st, v["value"].clone()), (200, json!(2)), "{v}");
+    let ev = json!({"key": "k", "op": "incr", "id": longest});
+    let (_, v) = post_events(&running.http_url(), "", "application/json", ev.to_string()).await;
+    assert_eq!(result(&v).0, "duplicate", "the id was kept: {v}");
+    running.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_limit_beyond_the_store_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let too_big = ServeConfig {
+        limits: Limits {
+            max_key_bytes: 100_000,
+            ..Limits::DEFAULT
+        },
+        ..durable(dir.path())
+    };
+    let err = Server::start(too_big)
+        .await
+        .expect_err("max_key_bytes 100000 exceeds what the store can hold");
+    assert!(err.to_string().contains("max_key_bytes"), "{err}");
+
+    // At the store's own limit a key of that size is fine, one more byte is not.
+    let at_limit = ServeConfig {
+        limits: Limits {
+            max_key_bytes: statecraft_engine::limits::MAX_KEY_BYTES,
+            ..Limits::DEFAULT
+        },
+        ..durable(dir.path())
+    };
+    let running = start(at_limit.clone()).await;
+    let base = running.http_url();
+    for (len, want) in [
+        (statecraft_engine::limits::MAX_KEY_BYTES, "applied"),
+        (statecraft_engine::limits::MAX_KEY_BYTES + 1, "rejected"),
+    ] {
+        let ev = json!({"key": "k".repeat(len), "op": "set", "value": 1, "id": "a"});
+        let (_, v) = post_events(&base, "", "application/json", ev.to_string()).await;
+        assert_eq!(result(&v).0, want, "key of {len} bytes: {v}");
+    }
+    running.shutdown().await.expect("clean shutdown");
+    let running = start(at_limit).await;
+    let (st, _) = get_json(
+        &running.http_url(),
+        &format!(
+            "/v1/state/{}",
+            "k".repeat(statecraft_engine::limits::MAX_KEY_BYTES)
+        ),
+    )
+    .await;
+    assert_eq!(st, 200);
+    running.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_merge_and_path_writes_cannot_grow_a_key_past_max_value_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = ServeConfig {
+        limits: Limits {
+            max_value_bytes: 1_000,
+            ..Limits::DEFAULT
+        },
+        ..durable(dir.path())
+    };
+    let running = start(cfg).await;
+    let base = running.http_url();
+    let chunk = "x".repeat(100);
+    let mut refused = 0;
+    for i in 0..30 {
+        let events = [
+            json!({"key": "list", "op": "append", "value": chunk}),
+            json!({"key": "obj", "op": "merge", "value": {format!("f{i}"): chunk}}),
+            json!({"key": "doc", "op": "set", "path": format!("/f{i}"), "value": chunk}),
+            json!({"key": "nest", "op": "append", "path": format!("/l{}", i % 3), "value": chunk}),
+        ];
+        for ev in events {
+            let (_, v) = post_events(&base, "", "application/json", ev.to_string()).await;
+            match result(&v) {
+                (s, _) if s == "applied" => {}
+                (s, c) if s == "rejected" && c == "value_too_large" => refused += 1,
+                other => panic!("unexpected {other:?}: {v}"),
+            }
+        }
+    }
+    assert!(refused > 0, "growth past the limit must be refused");
+    for key in ["list", "obj", "doc", "nest"] {
+        let (st, v) = get_json(&base, &format!("/v1/state/{key}")).await;
+        assert_eq!(st, 200);
+        let size = statecraft_engine::limits::approx_value_bytes(&v["value"]);
+        assert!(size <= 1_000, "{key} grew to {size} bytes");
+        assert!(
+            size >= 700,
+            "{key} must still accept writes up to the limit"
+        );
+    }
+    running.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_id_is_refused() {
+    let running = start(config()).await;
+    let ev = json!({"key": "k", "op": "incr", "id": ""});
+    let (_, v) = post_events(&running.http_url(), "", "application/json", ev.to_string()).await;
+    assert_eq!(
+        result(&v),
+        ("rejected".into(), "invalid_event".into()),
+        "{v}"
+    );
+    running.shutdown().await.expect("clean shutdown");
+}
