@@ -832,7 +832,8 @@ impl Engine {
             key: key.to_owned(),
             reply,
         })
-        .await
+        .await?
+        .map_err(EngineError::Store)
     }
 
     /// Up to `limit` live keys starting with `prefix` and greater than `after`,
@@ -1004,6 +1005,19 @@ impl Engine {
             results: totals,
             shards,
             durability,
+        }
+    }
+
+    /// Test hook: makes the store's next operation of kind `fault` fail
+    /// (see [`statecraft_store::FaultInjector`]). False without a store.
+    #[doc(hidden)]
+    pub fn inject_store_fault(&self, fault: statecraft_store::Fault) -> bool {
+        match self.durability() {
+            Some(d) => {
+                d.store.fault_injector().fail_next(fault);
+                true
+            }
+            None => false,
         }
     }
 

@@ -307,13 +307,15 @@ impl ShardPersistence {
         }
     }
 
-    /// A key missing from memory: read it from the store.
-    pub fn load(&mut self, key: &str) -> Option<Entry> {
+    /// A key missing from memory: read it from the store. A failed read is
+    /// an error (the caller answers the event with it), never "absent":
+    /// absent would start the key over at version 1 and log that (issue 16).
+    pub fn load(&mut self, key: &str) -> Result<Option<Entry>, statecraft_store::StoreError> {
         self.durability.cache_misses.fetch_add(1, Ordering::Relaxed);
         match self.durability.store.get(key) {
             Ok(Some(s)) => {
                 self.cache_used += entry_bytes(key, Some(&s.value));
-                Some(Entry {
+                Ok(Some(Entry {
                     value: Some(s.value),
                     version: s.version,
                     updated_at: s.updated_at,
@@ -321,12 +323,12 @@ impl ShardPersistence {
                     dirty: false,
                     logged_seq: 0,
                     hot: true,
-                })
+                }))
             }
-            Ok(None) => None,
+            Ok(None) => Ok(None),
             Err(e) => {
                 tracing::error!(shard = self.shard, key, error = %e, "store read failed");
-                None
+                Err(e)
             }
         }
     }
@@ -344,25 +346,27 @@ impl ShardPersistence {
         }
     }
 
-    /// The stored offset `name`, if any.
-    pub fn stored_offset(&self, name: &str) -> Option<u64> {
-        match self.durability.store.offset(name) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(shard = self.shard, error = %e, "store offset read failed");
-                None
-            }
-        }
+    /// The stored offset `name`, if any. A failed read is an error, never
+    /// 0 (which would replay the source's events).
+    pub fn stored_offset(&self, name: &str) -> Result<Option<u64>, statecraft_store::StoreError> {
+        self.durability.store.offset(name).inspect_err(|e| {
+            tracing::error!(shard = self.shard, error = %e, "store offset read failed");
+        })
     }
 
-    /// Was id `id` on `key` seen, as far as the store knows?
-    pub fn seen_id(&mut self, key: &str, id: &str, now_ms: u64) -> bool {
+    /// Was id `id` on `key` seen, as far as the store knows? A failed read
+    /// is an error, never "not seen" (which would apply the event twice).
+    pub fn seen_id(
+        &mut self,
+        key: &str,
+        id: &str,
+        now_ms: u64,
+    ) -> Result<bool, statecraft_store::StoreError> {
         match self.durability.store.dedup_get(key, id) {
-            Ok(Some(exp)) => exp > now_ms,
-            Ok(None) => false,
+            Ok(found) => Ok(found.is_some_and(|exp| exp > now_ms)),
             Err(e) => {
                 tracing::error!(shard = self.shard, error = %e, "store dedup read failed");
-                false
+                Err(e)
             }
         }
     }

@@ -27,6 +27,7 @@ use crate::event::{AckMode, Change, Event, EventResult, Op, StateRecord};
 use crate::ops::{self, CustomOp};
 use crate::persist::{ShardPersistence, StagedBatch};
 use crate::stats::ShardMetrics;
+use statecraft_store::StoreError;
 
 /// A sub-batch of one submission: the events of that submission that belong
 /// to this shard, in submission order. The submission's events are shared by
@@ -65,7 +66,8 @@ pub(crate) enum ShardRequest {
     /// Read one key.
     Get {
         key: String,
-        reply: oneshot::Sender<Option<StateRecord>>,
+        /// A failed store read is an error, never "absent".
+        reply: oneshot::Sender<Result<Option<StateRecord>, StoreError>>,
     },
     /// Install states verbatim (durably, like a batch).
     Restore(RestoreBatch),
@@ -245,40 +247,56 @@ impl ShardState {
 
     /// Has position `seq` of `source` been applied by this shard already?
     /// Otherwise records it as applied (the caller applies the event).
-    fn source_seen(&mut self, source: &str, seq: u64, staged: &mut StagedBatch) -> bool {
+    /// `None`: not seen, now recorded (apply the event); `Some(answer)`:
+    /// answer the event with it — `duplicate`, or `store_unavailable` when
+    /// the stored position could not be read (never taken as 0, which would
+    /// replay the source's events).
+    fn source_seen(
+        &mut self,
+        source: &str,
+        seq: u64,
+        staged: &mut StagedBatch,
+    ) -> Option<EventResult> {
         let name = self.offset_name(source);
         let current = match self.offsets.get(&name) {
             Some(&v) => v,
             None => {
-                let stored = self
-                    .persistence
-                    .as_ref()
-                    .and_then(|p| p.stored_offset(&name))
-                    .unwrap_or(0);
+                let stored = match self.persistence.as_ref().map(|p| p.stored_offset(&name)) {
+                    Some(Err(e)) => return Some(read_failed(&e)),
+                    Some(Ok(v)) => v.unwrap_or(0),
+                    None => 0,
+                };
                 self.offsets.insert(name.clone(), stored);
                 stored
             }
         };
         if seq <= current {
-            return true;
+            return Some(EventResult::Duplicate);
         }
         self.offsets.insert(name.clone(), seq);
         if self.persistence.is_some() {
             staged.offsets.push((name, seq));
         }
-        false
+        None
     }
 
     /// Looks a key up in memory, then in the store (loading it into memory).
-    fn load(&mut self, key: &str) -> Option<&mut Entry> {
+    /// A failed store read is an error, never "absent".
+    fn load(&mut self, key: &str) -> Result<Option<&mut Entry>, StoreError> {
         if !self.map.contains_key(key) {
-            let loaded = self.persistence.as_mut().and_then(|p| p.load(key));
-            let entry = loaded?;
+            let loaded = match self.persistence.as_mut() {
+                Some(p) => p.load(key)?,
+                None => None,
+            };
+            let Some(entry) = loaded else {
+                return Ok(None);
+            };
             self.map.insert(CompactString::from(key), entry);
         }
-        let e = self.map.get_mut(key)?;
-        e.hot = true;
-        Some(e)
+        Ok(self.map.get_mut(key).map(|e| {
+            e.hot = true;
+            e
+        }))
     }
 
     /// Applies one event; returns its result and, when it changed the key,
@@ -297,10 +315,12 @@ impl ShardState {
                 std::thread::sleep(self.settings.apply_delay);
             }
         }
-        if let Some(id) = &event.id
-            && self.is_duplicate(&event.key, id, now_ms)
-        {
-            return (EventResult::Duplicate, None);
+        if let Some(id) = &event.id {
+            match self.is_duplicate(&event.key, id, now_ms) {
+                Ok(false) => {}
+                Ok(true) => return (EventResult::Duplicate, None),
+                Err(e) => return (read_failed(&e), None),
+            }
         }
         let custom = match &event.op {
             Op::Custom(name) => match self.settings.custom_ops.get(name) {
@@ -336,8 +356,14 @@ impl ShardState {
             // Cold: not in memory, maybe in the store. One lookup on the hot
             // path; the store read happens only on a miss.
             None if may_load && self.persistence.is_some() => {
-                if let Some(loaded) = self.persistence.as_mut().and_then(|p| p.load(key)) {
-                    self.map.insert(CompactString::from(key), loaded);
+                match self.persistence.as_mut().map(|p| p.load(key)) {
+                    // Never "absent": that would start the key over at
+                    // version 1 and log it (issue 16).
+                    Some(Err(e)) => return (read_failed(&e), None),
+                    Some(Ok(Some(loaded))) => {
+                        self.map.insert(CompactString::from(key), loaded);
+                    }
+                    Some(Ok(None)) | None => {}
                 }
                 return self.apply_resolved(event, custom, now_ms, staged, want_change, false);
             }
@@ -454,13 +480,15 @@ impl ShardState {
         }
     }
 
-    fn is_duplicate(&mut self, key: &str, id: &str, now_ms: u64) -> bool {
+    /// A failed store read is an error, never "not seen".
+    fn is_duplicate(&mut self, key: &str, id: &str, now_ms: u64) -> Result<bool, StoreError> {
         if self.dedup.contains(key, id, now_ms) {
-            return true;
+            return Ok(true);
         }
-        self.persistence
-            .as_mut()
-            .is_some_and(|p| p.seen_id(key, id, now_ms))
+        match self.persistence.as_mut() {
+            Some(p) => p.seen_id(key, id, now_ms),
+            None => Ok(false),
+        }
     }
 
     /// Sets `key` to `state` as given (`None` = absent), marking it for the
@@ -495,18 +523,20 @@ impl ShardState {
     }
 
     /// The live record of `key`, if any.
-    pub fn get(&mut self, key: &str, now_ms: u64) -> Option<StateRecord> {
-        let e = self.load(key)?;
+    pub fn get(&mut self, key: &str, now_ms: u64) -> Result<Option<StateRecord>, StoreError> {
+        let Some(e) = self.load(key)? else {
+            return Ok(None);
+        };
         if !e.is_live(now_ms) {
-            return None;
+            return Ok(None);
         }
-        Some(StateRecord {
+        Ok(Some(StateRecord {
             key: key.to_owned(),
             value: e.value.clone().unwrap_or(Value::Null),
             version: e.version,
             updated_at: e.updated_at,
             expires_at: e.expires_at,
-        })
+        }))
     }
 
     /// What the shard's memory says about keys with `prefix` after `after`:
@@ -553,6 +583,15 @@ impl ShardState {
     pub fn housekeeping(&mut self, now_ms: u64) {
         self.dedup.expire(now_ms);
     }
+}
+
+/// The answer to an event whose store read failed: refused, never applied
+/// as if the key, id or source position were absent (issue 16).
+fn read_failed(e: &StoreError) -> EventResult {
+    EventResult::rejected(
+        crate::event::RejectCode::StoreUnavailable,
+        format!("reading the store failed: {e}"),
+    )
 }
 
 fn expiry(now_ms: u64, ttl_s: u64) -> u64 {
@@ -775,9 +814,9 @@ impl ShardWorker {
                 if let Some(src) = &sub.source
                     && let Some(&seq) = src.seqs.get(i as usize)
                     && seq > 0
-                    && self.state.source_seen(&src.name, seq, &mut staged)
+                    && let Some(answer) = self.state.source_seen(&src.name, seq, &mut staged)
                 {
-                    results.push(EventResult::Duplicate);
+                    results.push(answer);
                     continue;
                 }
                 let (result, change) = self.state.apply(event, now, &mut staged, want_changes);

@@ -231,3 +231,85 @@ async fn restore_installs_states_verbatim_and_durably() {
     assert!(e.get("gone").await.expect("get").is_none());
     e.shutdown().await.expect("shutdown");
 }
+
+/// Issue 16, finding 7: a failed store read is an error answered to that
+/// event, never "absent". Before the fix, a key whose read failed started
+/// over at version 1 (and that reset was logged durably), and an id whose
+/// dedup read failed was applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_store_read_is_an_error_never_absent() {
+    use statecraft_engine::RejectCode;
+    use statecraft_store::Fault;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = open(dir.path(), 1).await;
+    let r = e
+        .submit_with(
+            vec![
+                Event::set("k", json!(41)),
+                Event::incr("d", 1).with_id("once"),
+            ],
+            AckMode::Durable,
+        )
+        .await
+        .expect("submit");
+    assert!(r.iter().all(EventResult::is_applied), "{r:?}");
+    e.shutdown().await.expect("shutdown");
+
+    // Reopened: nothing is in memory, every key is read from the store.
+    let e = open(dir.path(), 1).await;
+    let store_unavailable = |r: &EventResult| {
+        matches!(
+            r,
+            EventResult::Rejected {
+                code: RejectCode::StoreUnavailable,
+                ..
+            }
+        )
+    };
+    // The key's read fails: the event is refused, the key is not reset.
+    assert!(
+        e.inject_store_fault(Fault::Read),
+        "a durable engine has a store"
+    );
+    let r = e
+        .submit_with(vec![Event::incr("k", 1)], AckMode::Durable)
+        .await
+        .expect("submit");
+    assert!(store_unavailable(&r[0]), "{r:?}");
+    let r = e
+        .submit_with(vec![Event::incr("k", 1)], AckMode::Durable)
+        .await
+        .expect("submit");
+    assert_eq!(r[0], EventResult::Applied { version: 2 });
+    assert_eq!(
+        e.get("k").await.expect("get").expect("present").value,
+        json!(42)
+    );
+
+    // The dedup read fails: refused, not applied a second time.
+    assert!(e.inject_store_fault(Fault::Read));
+    let r = e
+        .submit_with(vec![Event::incr("d", 1).with_id("once")], AckMode::Durable)
+        .await
+        .expect("submit");
+    assert!(store_unavailable(&r[0]), "{r:?}");
+    let r = e
+        .submit_with(vec![Event::incr("d", 1).with_id("once")], AckMode::Durable)
+        .await
+        .expect("submit");
+    assert_eq!(r[0], EventResult::Duplicate);
+
+    // A read (GET) whose store read fails is an error, not "absent".
+    e.shutdown().await.expect("shutdown");
+    let e = open(dir.path(), 1).await;
+    assert!(e.inject_store_fault(Fault::Read));
+    assert!(
+        e.get("k").await.is_err(),
+        "a failed read must not look absent"
+    );
+    assert_eq!(
+        e.get("k").await.expect("get").expect("present").value,
+        json!(42)
+    );
+    e.shutdown().await.expect("shutdown");
+}

@@ -6,8 +6,8 @@
 //! caller never sees success from a write or sync issued after one failed
 //! (fsync errors are sticky on Linux only by luck; we make it a rule).
 //!
-//! [`FaultInjector`] lets tests make the next append, sync, checkpoint or sweep
-//! fail as if the disk had refused it. It costs one relaxed atomic load per
+//! [`FaultInjector`] lets tests make the next append, sync, checkpoint, sweep
+//! or point read fail as if the disk had refused it. It costs one relaxed atomic load per
 //! write when unused.
 
 use crate::error::StoreError;
@@ -60,6 +60,9 @@ pub enum Fault {
     Checkpoint = 4,
     /// The next expiry sweep commit.
     Sweep = 8,
+    /// The next point read (`get`, `dedup_get`, `offset`): it fails with an
+    /// I/O error; reads never poison.
+    Read = 16,
 }
 
 /// Test hook: arms one-shot failures of the store's write paths. An injected

@@ -483,6 +483,7 @@ impl Store {
         if key.len() > MAX_KEY_BYTES {
             return Ok(None);
         }
+        self.inner.faults.take(Fault::Read, "reading a key")?;
         match self
             .inner
             .state
@@ -561,6 +562,7 @@ impl Store {
         if key.len() > MAX_KEY_BYTES || id.len() > MAX_ID_BYTES {
             return Ok(None);
         }
+        self.inner.faults.take(Fault::Read, "reading a dedup id")?;
         self.inner
             .dedup
             .get(keys::dedup_key(key, id))
@@ -576,6 +578,7 @@ impl Store {
     ///
     /// I/O errors; [`StoreError::Corrupt`].
     pub fn offset(&self, name: &str) -> Result<Option<u64>> {
+        self.inner.faults.take(Fault::Read, "reading an offset")?;
         self.inner
             .meta
             .get(keys::offset_key(name))
