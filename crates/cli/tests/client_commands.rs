@@ -44,7 +44,10 @@ fn strs(v: &[&str]) -> Vec<String> {
 
 async fn start() -> (RunningServer, Engine) {
     let config = ServeConfig {
-        ack: AckMode::Applied,
+        engine: statecraft_engine::EngineConfig {
+            ack: AckMode::Applied,
+            ..ServeConfig::ephemeral().engine
+        },
         ..ServeConfig::ephemeral()
     };
     let server = Server::start(config).await.expect("server starts");

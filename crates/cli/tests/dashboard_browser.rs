@@ -291,11 +291,18 @@ async fn dashboard_draws_live_charts_in_chromium() {
         return;
     };
     let running = Server::start(ServeConfig {
+        engine: statecraft_engine::EngineConfig {
+            adaptive: Some(statecraft_engine::adaptive::AdaptiveConfig::new(
+                Duration::from_millis(5),
+                64,
+                20_000,
+            )),
+            queue_capacity: 20_000,
+            // A slow consumer (≈ 60 k events/s per shard) so queues fill.
+            apply_delay: Duration::from_micros(15),
+            ..ServeConfig::ephemeral().engine
+        },
         auth_token: Some(Secret::new(TOKEN)),
-        adaptive: Some((Duration::from_millis(5), 64, 20_000)),
-        queue_capacity: 20_000,
-        // A slow consumer (≈ 60 k events/s per shard) so queues fill.
-        apply_delay: Duration::from_micros(15),
         ..ServeConfig::ephemeral()
     })
     .await

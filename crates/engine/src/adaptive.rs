@@ -35,6 +35,16 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+/// The p95 queue wait the controller holds when a front end does not say:
+/// 10 ms is well under a human-noticeable delay and well above a batch
+/// deadline, so batching still has room to work.
+pub const DEFAULT_TARGET_WAIT: Duration = Duration::from_millis(10);
+
+/// The smallest capacity the controller shrinks a queue to when a front
+/// end does not say: 64 events (it was 1,024, which put a 10 ms target out
+/// of reach for slow consumers; capped at the queue capacity).
+pub const DEFAULT_MIN_CAPACITY: usize = 64;
+
 /// Settings of the controller.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdaptiveConfig {

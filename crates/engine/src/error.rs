@@ -24,6 +24,9 @@ pub enum EngineError {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A setting is out of its bounds ([`EngineConfig::validate`](crate::EngineConfig::validate)).
+    #[error(transparent)]
+    InvalidSetting(#[from] crate::engine::SettingError),
     /// A shard worker panicked (a bug); its shard's results were lost.
     #[error("a shard worker panicked")]
     WorkerPanicked,

@@ -350,6 +350,11 @@ pub struct Change {
 /// When the producer hears back (DESIGN.md §1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(
+    feature = "clap",
+    derive(clap::ValueEnum),
+    value(rename_all = "snake_case")
+)]
 pub enum AckMode {
     /// After the effect is fsynced (group commit). The default.
     #[default]

@@ -35,7 +35,15 @@ use std::time::Instant;
 use crate::sync::{Mutex, lock};
 
 /// What a full queue does with a new item (DESIGN.md §1).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(
+    feature = "clap",
+    derive(clap::ValueEnum),
+    value(rename_all = "snake_case")
+)]
 pub enum OverflowPolicy {
     /// The producer waits for room (TCP stops reading; HTTP waits up to a
     /// timeout). The default.

@@ -1,23 +1,38 @@
-//! The server's settings: [`ServeArgs`] (what a user typed — flags, `STATECRAFT_*`
-//! environment variables, a TOML file) resolved into [`ServeConfig`] (every
-//! setting with a value, validated).
+//! The server's settings, declared once in [`settings_table!`]'s one
+//! invocation below: each row gives a setting's name (= the TOML key, and
+//! the flag with `-` for `_`), type, default, unit, environment variable
+//! and help. From that table come [`ServeArgs`] (the `serve` flags, each
+//! with its env fallback, and the TOML file's schema), [`ServeArgs::or`]
+//! (layering), [`ServeArgs::defaults`] and [`table`] (what `--help`,
+//! `examples/statecraft.toml` and the docs show; a test checks they agree).
+//! [`ServeConfig::resolve`] turns the layered values into a [`ServeConfig`]:
+//! the engine's [`EngineConfig`] plus the server's own settings.
 //!
 //! Precedence: flags > environment > TOML file (`--config FILE`) > defaults.
-//! clap applies the first two (each flag has an `env` fallback); the file
-//! fills what is still unset ([`ServeArgs::or`]); [`ServeConfig::resolve`]
-//! applies defaults and validates.
+//! clap applies the first two; the file fills what is still unset; the
+//! table's defaults fill the rest.
 //!
 //! Invariant: a [`ServeConfig`] that [`ServeConfig::validate`] accepted
-//! builds an engine and binds listeners without any further setting error;
-//! every default is written once, in [`ServeConfig::default`], and the
-//! `--help` text that repeats it is checked against it by a test.
+//! builds an engine and binds listeners without any further setting error.
+//! Engine settings are checked by the engine's own
+//! [`EngineConfig::validate`] (the same check `EngineBuilder::open` and
+//! `statecraft pipe` run); only the server's settings are checked here.
+//!
+//! # Adding a setting
+//!
+//! 1. Add a row to the table (name, type, default, env, unit, help).
+//! 2. Map its value in [`ServeConfig::from_values`] (engine settings go into
+//!    `engine`; bounds of engine settings go in `EngineConfig::validate`).
+//! 3. Add its line to `examples/statecraft.toml` (the table test says so if
+//!    you forget).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use statecraft_engine::{AckMode, EngineConfig, Limits, OverflowPolicy};
+use statecraft_engine::adaptive::AdaptiveConfig;
+use statecraft_engine::{AckMode, EngineConfig, Limits, OverflowPolicy, SettingError};
 
 /// A setting that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +64,15 @@ pub enum ConfigError {
     },
 }
 
+impl From<SettingError> for ConfigError {
+    fn from(e: SettingError) -> Self {
+        ConfigError::Invalid {
+            setting: e.setting,
+            message: e.message,
+        }
+    }
+}
+
 fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         setting,
@@ -57,13 +81,24 @@ fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 /// Output format of the logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One JSON object per line.
     Json,
     /// Human-readable, multi-line.
     #[default]
     Pretty,
+}
+
+impl LogFormat {
+    /// The format's name, as flags and the TOML file spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Json => "json",
+            LogFormat::Pretty => "pretty",
+        }
+    }
 }
 
 /// A secret string whose `Debug` does not show it.
@@ -95,305 +130,301 @@ impl std::str::FromStr for Secret {
     }
 }
 
-/// The adaptive controller's default p95 queue-wait target (`--target-wait-ms`).
-const DEFAULT_TARGET_WAIT: Duration = Duration::from_millis(10);
+/// How a setting's value is shown in `--help` and written in TOML.
+pub trait SettingValue {
+    /// As `--help` shows it after `default:`.
+    fn show(&self) -> String;
+    /// As a TOML value (strings quoted).
+    fn toml(&self) -> String {
+        self.show()
+    }
+}
 
-/// Help text ending in `[default: VALUE]`, with the value taken from the
-/// engine's own defaults (so `--help` cannot drift from them).
-fn dflt(text: &str, value: impl std::fmt::Display) -> String {
-    format!("{text} [default: {value}]")
+macro_rules! plain_setting_value {
+    ($($t:ty),*) => {$(
+        impl SettingValue for $t {
+            fn show(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+plain_setting_value!(usize, u64, u32, bool);
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+macro_rules! quoted_setting_value {
+    ($($t:ty => $show:expr),* $(,)?) => {$(
+        impl SettingValue for $t {
+            fn show(&self) -> String {
+                let f: fn(&$t) -> String = $show;
+                f(self)
+            }
+            fn toml(&self) -> String {
+                toml_string(&self.show())
+            }
+        }
+    )*};
+}
+quoted_setting_value!(
+    String => |s| s.clone(),
+    PathBuf => |p| p.display().to_string(),
+    SocketAddr => |a| a.to_string(),
+    OverflowPolicy => |p| p.as_str().to_owned(),
+    AckMode => |a| a.as_str().to_owned(),
+    LogFormat => |f| f.as_str().to_owned(),
+    Secret => |_| "<redacted>".to_owned(),
+);
+
+/// One row of the settings table, as `--help`, the example config file and
+/// the docs see it.
+#[derive(Debug, Clone)]
+pub struct Setting {
+    /// The name: the TOML key; the flag is `--` + the name with `-` for `_`.
+    pub name: &'static str,
+    /// The environment variable.
+    pub env: &'static str,
+    /// The unit (also the flag's value name): `MS`, `BYTES`, `EVENTS`, …
+    pub unit: &'static str,
+    /// What it does.
+    pub help: String,
+    /// The default as `--help` shows it (`None`: unset by default).
+    pub default: Option<String>,
+    /// The default as a TOML value, when it is a fixed value (not computed
+    /// at start, like the number of cores).
+    pub toml_default: Option<String>,
+}
+
+impl Setting {
+    /// The flag, e.g. `--max-wait-us`.
+    pub fn flag(&self) -> String {
+        format!("--{}", self.name.replace('_', "-"))
+    }
+}
+
+/// The help text of setting `name`: its doc line and its default.
+fn help_for(name: &str) -> String {
+    match table().into_iter().find(|s| s.name == name) {
+        Some(Setting {
+            help,
+            default: Some(d),
+            ..
+        }) => format!("{help} [default: {d}]"),
+        Some(s) => s.help,
+        None => String::new(),
+    }
+}
+
+fn doc_text(lines: &[&str]) -> String {
+    lines.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ")
+}
+
+/// Declares the settings table; see the module docs. Each row:
+/// `/// help` `name: Type = default_expr (an Option), env "ENV", unit "UNIT"`
+/// `[, shown "how a computed default reads"] [, arg(extra clap attributes)];`
+macro_rules! settings_table {
+    ($(
+        $(#[doc = $doc:literal])*
+        $name:ident: $ty:ty = $default:expr, env $env:literal, unit $unit:literal
+        $(, shown $shown:literal)?
+        $(, arg($($extra:tt)*))?
+        ;
+    )*) => {
+        /// `statecraft serve`'s arguments: every setting optional, so that
+        /// what is unset can come from the next source. The same struct is
+        /// the TOML file's schema (keys are the table's names; an unknown
+        /// key is an error naming it).
+        #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct ServeArgs {
+            /// TOML file of settings (keys = flag names with underscores;
+            /// examples/statecraft.toml lists them all).
+            #[arg(long, env = "STATECRAFT_CONFIG", value_name = "FILE")]
+            #[serde(skip)]
+            pub config: Option<PathBuf>,
+            $(
+                $(#[doc = $doc])*
+                #[arg(long, env = $env, value_name = $unit, help = help_for(stringify!($name)) $(, $($extra)*)?)]
+                pub $name: Option<$ty>,
+            )*
+        }
+
+        impl ServeArgs {
+            /// Fills every unset field of `self` from `lower` (a
+            /// lower-precedence source).
+            pub fn or(self, lower: ServeArgs) -> ServeArgs {
+                ServeArgs {
+                    config: self.config.or(lower.config),
+                    $($name: self.$name.or(lower.$name),)*
+                }
+            }
+
+            /// Every setting at its default (`None` where the default is
+            /// "unset" or computed from other settings).
+            pub fn defaults() -> ServeArgs {
+                ServeArgs {
+                    config: None,
+                    $($name: $default,)*
+                }
+            }
+        }
+
+        /// The settings table: one row per setting, in `--help` order.
+        pub fn table() -> Vec<Setting> {
+            let d = ServeArgs::defaults();
+            vec![$({
+                let shown: Option<&str> = None $(.or(Some($shown)))?;
+                let value = d.$name.as_ref();
+                Setting {
+                    name: stringify!($name),
+                    env: $env,
+                    unit: $unit,
+                    help: doc_text(&[$($doc),*]),
+                    default: shown.map(str::to_owned).or_else(|| value.map(SettingValue::show)),
+                    toml_default: if shown.is_some() { None } else { value.map(SettingValue::toml) },
+                }
+            },)*]
+        }
+    };
 }
 
 fn engine_default() -> EngineConfig {
     EngineConfig::default()
 }
 
-/// `statecraft serve`'s arguments: every setting optional, so that what is
-/// unset can come from the next source. The same struct is the TOML file's
-/// schema (keys are the flag names with underscores; an unknown key is an
-/// error naming it).
-#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServeArgs {
-    /// TOML file of settings (keys = flag names with underscores).
-    #[arg(long, env = "STATECRAFT_CONFIG", value_name = "FILE")]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
-
-    /// Directory of the embedded store [default: ./statecraft-data].
-    #[arg(long, env = "STATECRAFT_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-
-    /// Keep state in memory only (nothing survives a restart; durable acks
-    /// mean applied) [default: false].
-    #[arg(long, env = "STATECRAFT_IN_MEMORY", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub in_memory: Option<bool>,
-
-    /// HTTP listen address [default: 127.0.0.1:7470].
-    #[arg(long, env = "STATECRAFT_HTTP", value_name = "ADDR")]
-    pub http: Option<SocketAddr>,
-
-    /// TCP ingest listen address [default: 127.0.0.1:7471].
-    #[arg(long, env = "STATECRAFT_TCP", value_name = "ADDR")]
-    pub tcp: Option<SocketAddr>,
-
-    /// Number of shards (worker threads owning keys) [default: available cores].
-    #[arg(long, env = "STATECRAFT_SHARDS", value_name = "N")]
-    pub shards: Option<usize>,
-
-    /// Queue capacity per shard, in events.
-    #[arg(long, env = "STATECRAFT_QUEUE_CAPACITY", value_name = "EVENTS",
-        help = dflt("Queue capacity per shard, in events", engine_default().queue_capacity))]
-    pub queue_capacity: Option<usize>,
-
-    /// Queue capacity per shard, in bytes.
-    #[arg(long, env = "STATECRAFT_QUEUE_CAPACITY_BYTES", value_name = "BYTES",
-        help = dflt("Queue capacity per shard, in bytes", engine_default().queue_capacity_bytes))]
-    pub queue_capacity_bytes: Option<usize>,
-
-    /// What a full queue does: block, reject, drop_oldest, drop_newest [default: block].
-    #[arg(long, env = "STATECRAFT_OVERFLOW", value_name = "POLICY")]
-    pub overflow: Option<String>,
-
-    /// Under `block`: how long a producer waits for room before its events are
-    /// answered `overloaded` (HTTP: 503 + Retry-After); 0 = forever [default: 5000].
-    #[arg(long, env = "STATECRAFT_BLOCK_TIMEOUT_MS", value_name = "MS")]
-    pub block_timeout_ms: Option<u64>,
-
-    /// Most events per batch.
-    #[arg(long, env = "STATECRAFT_MAX_BATCH", value_name = "EVENTS",
-        help = dflt("Most events per batch", engine_default().max_batch))]
-    pub max_batch: Option<usize>,
-
-    /// Longest a batch waits for more events after its first, µs.
-    #[arg(long, env = "STATECRAFT_MAX_WAIT_US", value_name = "US",
-        help = dflt("Longest a batch waits for more events after its first, µs", engine_default().max_wait.as_micros()))]
-    pub max_wait_us: Option<u64>,
-
-    /// Default ack mode: durable, applied, none [default: durable].
-    #[arg(long, env = "STATECRAFT_ACK", value_name = "MODE")]
-    pub ack: Option<String>,
-
-    /// Checkpoint each shard's dirty keys at least this often, ms.
-    #[arg(long, env = "STATECRAFT_CHECKPOINT_INTERVAL_MS", value_name = "MS",
-        help = dflt("Checkpoint each shard's dirty keys at least this often, ms", engine_default().checkpoint_interval.as_millis()))]
-    pub checkpoint_interval_ms: Option<u64>,
-
-    /// Checkpoint also after this many logged batches per shard.
-    #[arg(long, env = "STATECRAFT_CHECKPOINT_BATCHES", value_name = "N",
-        help = dflt("Checkpoint also after this many logged batches per shard", engine_default().checkpoint_batches))]
-    pub checkpoint_batches: Option<u64>,
-
-    /// Checkpoint also after this many bytes logged per shard.
-    #[arg(
-        long,
-        env = "STATECRAFT_CHECKPOINT_BYTES",
-        value_name = "BYTES",
-        help = dflt("Checkpoint also after this many bytes logged per shard", engine_default().checkpoint_bytes)
-    )]
-    pub checkpoint_bytes: Option<u64>,
-
-    /// Adaptive queue capacity: the p95 queue wait to hold, µs; 0 = fixed
-    /// capacity [default: 0].
-    #[arg(long, env = "STATECRAFT_ADAPTIVE_TARGET_US", value_name = "US")]
-    pub adaptive_target_us: Option<u64>,
-
-    /// Adaptive capacity: smallest queue capacity per shard, events [default: 64].
-    #[arg(
-        long,
-        visible_alias = "min-capacity",
-        env = "STATECRAFT_ADAPTIVE_MIN",
-        value_name = "EVENTS"
-    )]
-    pub adaptive_min: Option<usize>,
-
-    /// Adaptive capacity: largest queue capacity per shard, events [default: the queue capacity].
-    #[arg(
-        long,
-        visible_alias = "max-capacity",
-        env = "STATECRAFT_ADAPTIVE_MAX",
-        value_name = "EVENTS"
-    )]
-    pub adaptive_max: Option<usize>,
-
-    /// Adaptive queue capacity on or off: each shard queue resizes itself
-    /// between --min-capacity and --max-capacity to hold its p95 wait near
-    /// --target-wait-ms (docs/adaptive-queue.md) [default: false].
-    #[arg(long, env = "STATECRAFT_ADAPTIVE", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub adaptive: Option<bool>,
-
-    /// Adaptive capacity: the p95 queue wait to hold, ms (--adaptive-target-us,
-    /// when given, is the finer spelling and wins) [default: 10].
-    #[arg(long, env = "STATECRAFT_TARGET_WAIT_MS", value_name = "MS")]
-    pub target_wait_ms: Option<u64>,
-
-    /// Hot-key cache budget per shard, bytes.
-    #[arg(long, env = "STATECRAFT_CACHE_BYTES", value_name = "BYTES",
-        help = dflt("Hot-key cache budget per shard, bytes", engine_default().cache_bytes))]
-    pub cache_bytes: Option<usize>,
-
-    /// How long an idempotency id is remembered, seconds.
-    #[arg(long, env = "STATECRAFT_DEDUP_WINDOW_S", value_name = "S",
-        help = dflt("How long an idempotency id is remembered, seconds", engine_default().dedup_window.as_secs()))]
-    pub dedup_window_s: Option<u64>,
-
-    /// Largest HTTP body and TCP frame, bytes [default: 16777216].
-    #[arg(long, env = "STATECRAFT_MAX_BODY_BYTES", value_name = "BYTES")]
-    pub max_body_bytes: Option<usize>,
-
-    /// Longest key, bytes.
-    #[arg(long, env = "STATECRAFT_MAX_KEY_BYTES", value_name = "BYTES",
-        help = dflt("Longest key, bytes", Limits::DEFAULT.max_key_bytes))]
-    pub max_key_bytes: Option<usize>,
-
-    /// Largest value (estimated serialized size), bytes.
-    #[arg(long, env = "STATECRAFT_MAX_VALUE_BYTES", value_name = "BYTES",
-        help = dflt("Largest value (estimated serialized size), bytes", Limits::DEFAULT.max_value_bytes))]
-    pub max_value_bytes: Option<usize>,
-
-    /// Deepest nesting an event may write into a key (at most 100).
-    #[arg(long, env = "STATECRAFT_MAX_DEPTH", value_name = "LEVELS",
-        help = dflt("Deepest nesting an event may write into a key (at most 100)", Limits::DEFAULT.max_depth))]
-    pub max_depth: Option<usize>,
-
-    /// Most TCP connections, and most HTTP requests in progress, at once [default: 1024].
-    #[arg(long, env = "STATECRAFT_MAX_CONNECTIONS", value_name = "N")]
-    pub max_connections: Option<usize>,
-
-    /// Events frames a TCP connection reads ahead of their ACKs [default: 64].
-    #[arg(long, env = "STATECRAFT_MAX_IN_FLIGHT_FRAMES", value_name = "N")]
-    pub max_in_flight_frames: Option<usize>,
-
-    /// Require `Authorization: Bearer TOKEN` on every HTTP route but /healthz,
-    /// and the token in the TCP HELLO [default: none].
-    #[arg(
-        long,
-        env = "STATECRAFT_AUTH_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub auth_token: Option<Secret>,
-
-    /// TLS certificate chain for HTTP, PEM (with --tls-key) [default: none].
-    #[arg(long, env = "STATECRAFT_TLS_CERT", value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// TLS private key for HTTP, PEM (with --tls-cert) [default: none].
-    #[arg(long, env = "STATECRAFT_TLS_KEY", value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
-
-    /// Log format: json, pretty [default: pretty].
-    #[arg(long, env = "STATECRAFT_LOG_FORMAT", value_name = "FORMAT")]
-    pub log_format: Option<String>,
-
-    /// Log filter, e.g. info or statecraft_server=debug,info [default: info].
-    #[arg(long, env = "STATECRAFT_LOG_LEVEL", value_name = "FILTER")]
-    pub log_level: Option<String>,
-
-    /// On shutdown, how long in-flight HTTP requests get to finish, ms [default: 30000].
-    #[arg(long, env = "STATECRAFT_SHUTDOWN_GRACE_MS", value_name = "MS")]
-    pub shutdown_grace_ms: Option<u64>,
-
-    /// Test hook: busy time per applied event, µs (plays a slow consumer) [default: 0].
-    #[arg(
-        long,
-        env = "STATECRAFT_APPLY_DELAY_US",
-        value_name = "US",
-        hide = true
-    )]
-    pub apply_delay_us: Option<u64>,
-
-    /// Run as a cluster node on NATS JetStream at this URL (scale-out mode,
-    /// docs/scale-out.md) [default: none: single node].
-    #[arg(long, env = "STATECRAFT_NATS", value_name = "URL")]
-    pub nats: Option<String>,
-
-    /// Cluster node id, [A-Za-z0-9_-], stable across restarts [default: HOSTNAME-HTTPPORT].
-    #[arg(long, env = "STATECRAFT_NODE_ID", value_name = "ID")]
-    pub node_id: Option<String>,
-
-    /// Partitions of the event stream; fixed when the stream is created [default: 16].
-    #[arg(long, env = "STATECRAFT_PARTITIONS", value_name = "N")]
-    pub partitions: Option<u32>,
-
-    /// Replicas of the NATS stream and KV buckets [default: 1].
-    #[arg(long, env = "STATECRAFT_NATS_REPLICAS", value_name = "N")]
-    pub nats_replicas: Option<usize>,
-
-    /// Partition lease TTL: a silent node's partitions move after this, ms [default: 10000].
-    #[arg(long, env = "STATECRAFT_LEASE_TTL_MS", value_name = "MS")]
-    pub lease_ttl_ms: Option<u64>,
-
-    /// Test hook: pause between a batch's local commit and its changelog
-    /// commit in cluster mode, ms [default: 0].
-    #[arg(
-        long,
-        env = "STATECRAFT_CLUSTER_COMMIT_DELAY_MS",
-        value_name = "MS",
-        hide = true
-    )]
-    pub cluster_commit_delay_ms: Option<u64>,
+fn cluster_default() -> statecraft_cluster::ClusterConfig {
+    statecraft_cluster::ClusterConfig::new("", "")
 }
 
-macro_rules! or_fields {
-    ($a:ident, $b:ident, $($f:ident),* $(,)?) => {
-        ServeArgs { $($f: $a.$f.or($b.$f),)* }
-    };
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+settings_table! {
+    /// Directory of the embedded store.
+    data_dir: PathBuf = Some(PathBuf::from("./statecraft-data")), env "STATECRAFT_DATA_DIR", unit "DIR";
+    /// Keep state in memory only (nothing survives a restart; durable acks
+    /// mean applied).
+    in_memory: bool = Some(false), env "STATECRAFT_IN_MEMORY", unit "BOOL",
+        arg(num_args = 0..=1, default_missing_value = "true");
+    /// HTTP listen address.
+    http: SocketAddr = Some(SocketAddr::from(([127, 0, 0, 1], 7470))), env "STATECRAFT_HTTP", unit "ADDR";
+    /// TCP ingest listen address.
+    tcp: SocketAddr = Some(SocketAddr::from(([127, 0, 0, 1], 7471))), env "STATECRAFT_TCP", unit "ADDR";
+    /// Number of shards (worker threads owning keys).
+    shards: usize = Some(engine_default().shards), env "STATECRAFT_SHARDS", unit "N",
+        shown "available cores";
+    /// Queue capacity per shard, in events.
+    queue_capacity: usize = Some(engine_default().queue_capacity), env "STATECRAFT_QUEUE_CAPACITY", unit "EVENTS";
+    /// Queue capacity per shard, in bytes.
+    queue_capacity_bytes: usize = Some(engine_default().queue_capacity_bytes),
+        env "STATECRAFT_QUEUE_CAPACITY_BYTES", unit "BYTES";
+    /// What a full queue does.
+    overflow: OverflowPolicy = Some(engine_default().overflow), env "STATECRAFT_OVERFLOW", unit "POLICY",
+        arg(value_enum);
+    /// Under `block`: how long a producer waits for room before its events
+    /// are answered `overloaded` (HTTP: 503 + Retry-After); 0 = forever.
+    block_timeout_ms: u64 = Some(5000), env "STATECRAFT_BLOCK_TIMEOUT_MS", unit "MS";
+    /// Most events per batch.
+    max_batch: usize = Some(engine_default().max_batch), env "STATECRAFT_MAX_BATCH", unit "EVENTS";
+    /// Longest a batch waits for more events after its first, µs (at most
+    /// 10 s).
+    max_wait_us: u64 = Some(engine_default().max_wait.as_micros() as u64), env "STATECRAFT_MAX_WAIT_US", unit "US";
+    /// Default ack mode.
+    ack: AckMode = Some(engine_default().ack), env "STATECRAFT_ACK", unit "MODE", arg(value_enum);
+    /// Checkpoint each shard's dirty keys at least this often, ms.
+    checkpoint_interval_ms: u64 = Some(ms(engine_default().checkpoint_interval)),
+        env "STATECRAFT_CHECKPOINT_INTERVAL_MS", unit "MS";
+    /// Checkpoint also after this many logged batches per shard.
+    checkpoint_batches: u64 = Some(engine_default().checkpoint_batches),
+        env "STATECRAFT_CHECKPOINT_BATCHES", unit "N";
+    /// Checkpoint also after this many bytes logged per shard.
+    checkpoint_bytes: u64 = Some(engine_default().checkpoint_bytes),
+        env "STATECRAFT_CHECKPOINT_BYTES", unit "BYTES";
+    /// Adaptive queue capacity: the p95 queue wait to hold, µs; 0 = fixed
+    /// capacity (a non-zero value turns --adaptive on, and wins over
+    /// --target-wait-ms).
+    adaptive_target_us: u64 = Some(0), env "STATECRAFT_ADAPTIVE_TARGET_US", unit "US";
+    /// Adaptive capacity: smallest queue capacity per shard, events (at most
+    /// the queue capacity). Alias --min-capacity (deprecated).
+    adaptive_min: usize = Some(statecraft_engine::adaptive::DEFAULT_MIN_CAPACITY),
+        env "STATECRAFT_ADAPTIVE_MIN", unit "EVENTS", arg(visible_alias = "min-capacity");
+    /// Adaptive capacity: largest queue capacity per shard, events. Alias
+    /// --max-capacity (deprecated).
+    adaptive_max: usize = None, env "STATECRAFT_ADAPTIVE_MAX", unit "EVENTS",
+        shown "the queue capacity", arg(visible_alias = "max-capacity");
+    /// Adaptive queue capacity on or off: each shard queue resizes itself
+    /// between --adaptive-min and --adaptive-max to hold its p95 wait near
+    /// the target (docs/adaptive-queue.md).
+    adaptive: bool = Some(false), env "STATECRAFT_ADAPTIVE", unit "BOOL",
+        arg(num_args = 0..=1, default_missing_value = "true");
+    /// Adaptive capacity: the p95 queue wait to hold, ms (--adaptive-target-us,
+    /// when given, is the finer spelling and wins).
+    target_wait_ms: u64 = Some(ms(statecraft_engine::adaptive::DEFAULT_TARGET_WAIT)),
+        env "STATECRAFT_TARGET_WAIT_MS", unit "MS";
+    /// Hot-key cache budget per shard, bytes.
+    cache_bytes: usize = Some(engine_default().cache_bytes), env "STATECRAFT_CACHE_BYTES", unit "BYTES";
+    /// How long an idempotency id is remembered, seconds (also the cluster
+    /// stream's duplicate window).
+    dedup_window_s: u64 = Some(engine_default().dedup_window.as_secs()),
+        env "STATECRAFT_DEDUP_WINDOW_S", unit "S";
+    /// Largest HTTP body and TCP frame, bytes.
+    max_body_bytes: usize = Some(16 << 20), env "STATECRAFT_MAX_BODY_BYTES", unit "BYTES";
+    /// Longest key, bytes.
+    max_key_bytes: usize = Some(Limits::DEFAULT.max_key_bytes), env "STATECRAFT_MAX_KEY_BYTES", unit "BYTES";
+    /// Largest value (estimated serialized size), bytes.
+    max_value_bytes: usize = Some(Limits::DEFAULT.max_value_bytes), env "STATECRAFT_MAX_VALUE_BYTES", unit "BYTES";
+    /// Deepest nesting an event may write into a key (at most 100).
+    max_depth: usize = Some(Limits::DEFAULT.max_depth), env "STATECRAFT_MAX_DEPTH", unit "LEVELS";
+    /// Most TCP connections, and most HTTP requests in progress, at once.
+    max_connections: usize = Some(1024), env "STATECRAFT_MAX_CONNECTIONS", unit "N";
+    /// Events frames a TCP connection reads ahead of their ACKs.
+    max_in_flight_frames: usize = Some(64), env "STATECRAFT_MAX_IN_FLIGHT_FRAMES", unit "N";
+    /// HTTP: a request head (and a new connection's first request, and a
+    /// TLS handshake) must arrive within this, ms; slow senders are closed.
+    header_timeout_ms: u64 = Some(10_000), env "STATECRAFT_HEADER_TIMEOUT_MS", unit "MS";
+    /// HTTP: a connection with no byte moving either way for this long is
+    /// closed, ms (keep above the 15 s watch keep-alive).
+    idle_timeout_ms: u64 = Some(60_000), env "STATECRAFT_IDLE_TIMEOUT_MS", unit "MS";
+    /// TCP: a connection that sends no HELLO within this is closed, ms.
+    hello_timeout_ms: u64 = Some(10_000), env "STATECRAFT_HELLO_TIMEOUT_MS", unit "MS";
+    /// Require `Authorization: Bearer TOKEN` on every HTTP route but
+    /// /healthz, and the token in the TCP HELLO.
+    auth_token: Secret = None, env "STATECRAFT_AUTH_TOKEN", unit "TOKEN", shown "none",
+        arg(hide_env_values = true);
+    /// TLS certificate chain for HTTP, PEM (with --tls-key).
+    tls_cert: PathBuf = None, env "STATECRAFT_TLS_CERT", unit "FILE", shown "none";
+    /// TLS private key for HTTP, PEM (with --tls-cert).
+    tls_key: PathBuf = None, env "STATECRAFT_TLS_KEY", unit "FILE", shown "none";
+    /// Log format.
+    log_format: LogFormat = Some(LogFormat::Pretty), env "STATECRAFT_LOG_FORMAT", unit "FORMAT",
+        arg(value_enum);
+    /// Log filter, e.g. info or statecraft_server=debug,info.
+    log_level: String = Some("info".to_owned()), env "STATECRAFT_LOG_LEVEL", unit "FILTER";
+    /// On shutdown, how long in-flight HTTP requests get to finish, ms.
+    shutdown_grace_ms: u64 = Some(30_000), env "STATECRAFT_SHUTDOWN_GRACE_MS", unit "MS";
+    /// Test hook: busy time per applied event, µs (plays a slow consumer).
+    apply_delay_us: u64 = Some(0), env "STATECRAFT_APPLY_DELAY_US", unit "US", arg(hide = true);
+    /// Run as a cluster node on NATS JetStream at this URL (scale-out mode,
+    /// docs/scale-out.md).
+    nats: String = None, env "STATECRAFT_NATS", unit "URL", shown "none: single node";
+    /// Cluster node id, [A-Za-z0-9_-], stable across restarts.
+    node_id: String = None, env "STATECRAFT_NODE_ID", unit "ID", shown "HOSTNAME-HTTPPORT";
+    /// Partitions of the event stream; fixed when the stream is created.
+    partitions: u32 = Some(cluster_default().partitions), env "STATECRAFT_PARTITIONS", unit "N";
+    /// Replicas of the NATS stream and KV buckets.
+    nats_replicas: usize = Some(cluster_default().replicas), env "STATECRAFT_NATS_REPLICAS", unit "N";
+    /// Partition lease TTL: a silent node's partitions move after this, ms.
+    lease_ttl_ms: u64 = Some(ms(cluster_default().lease_ttl)), env "STATECRAFT_LEASE_TTL_MS", unit "MS";
+    /// Test hook: pause between a batch's local commit and its changelog
+    /// commit in cluster mode, ms.
+    cluster_commit_delay_ms: u64 = Some(0), env "STATECRAFT_CLUSTER_COMMIT_DELAY_MS", unit "MS",
+        arg(hide = true);
 }
 
 impl ServeArgs {
-    /// Fills every unset field of `self` from `lower` (a lower-precedence source).
-    pub fn or(self, lower: ServeArgs) -> ServeArgs {
-        let a = self;
-        let b = lower;
-        or_fields!(
-            a,
-            b,
-            config,
-            data_dir,
-            in_memory,
-            http,
-            tcp,
-            shards,
-            queue_capacity,
-            queue_capacity_bytes,
-            overflow,
-            block_timeout_ms,
-            max_batch,
-            max_wait_us,
-            ack,
-            checkpoint_interval_ms,
-            checkpoint_batches,
-            checkpoint_bytes,
-            adaptive_target_us,
-            adaptive_min,
-            adaptive_max,
-            adaptive,
-            target_wait_ms,
-            cache_bytes,
-            dedup_window_s,
-            max_body_bytes,
-            max_key_bytes,
-            max_value_bytes,
-            max_depth,
-            max_connections,
-            max_in_flight_frames,
-            auth_token,
-            tls_cert,
-            tls_key,
-            log_format,
-            log_level,
-            shutdown_grace_ms,
-            apply_delay_us,
-            nats,
-            node_id,
-            partitions,
-            nats_replicas,
-            lease_ttl_ms,
-            cluster_commit_delay_ms,
-        )
-    }
-
     /// Parses a TOML config text (`path` is for messages).
     pub fn from_toml(text: &str, path: &Path) -> Result<ServeArgs, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
@@ -429,51 +460,44 @@ fn default_node_id(port: u16) -> String {
     format!("{host}-{port}")
 }
 
+/// Bounds of the server's own settings (the engine's are in
+/// `statecraft_engine::engine::bounds`).
+pub mod bounds {
+    use std::ops::RangeInclusive;
+
+    /// Largest HTTP body / TCP frame: at least 1 KiB (one ordinary event);
+    /// at most what a TCP frame's u32 length can carry after its 16-byte
+    /// header.
+    pub const MAX_BODY_BYTES: RangeInclusive<usize> = 1024..=(u32::MAX as usize) - 16;
+    /// Connections: each holds a task and buffers; 2^20 is past any file
+    /// descriptor limit we expect.
+    pub const MAX_CONNECTIONS: RangeInclusive<usize> = 1..=1 << 20;
+    /// Frames read ahead per TCP connection: 2^16 frames of up to
+    /// `max_body_bytes` each is already more memory than a node has.
+    pub const MAX_IN_FLIGHT_FRAMES: RangeInclusive<usize> = 1..=1 << 16;
+}
+
 /// Every setting of `statecraft serve`, resolved and validated.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// Where the embedded store lives; `None` = in memory only.
-    pub data_dir: Option<PathBuf>,
+    /// The engine's settings (shards, queues, batching, durability, limits…).
+    pub engine: EngineConfig,
     /// HTTP listen address (port 0 = any free port).
     pub http: SocketAddr,
     /// TCP ingest listen address (port 0 = any free port).
     pub tcp: SocketAddr,
-    /// Shards.
-    pub shards: usize,
-    /// Queue capacity per shard, events.
-    pub queue_capacity: usize,
-    /// Queue capacity per shard, bytes.
-    pub queue_capacity_bytes: usize,
-    /// What a full queue does.
-    pub overflow: OverflowPolicy,
-    /// Under `block`, the longest wait for room; `None` = forever.
-    pub block_timeout: Option<Duration>,
-    /// Most events per batch.
-    pub max_batch: usize,
-    /// Longest batch wait after its first event.
-    pub max_wait: Duration,
-    /// Default ack mode.
-    pub ack: AckMode,
-    /// Checkpoint interval.
-    pub checkpoint_interval: Duration,
-    /// Checkpoint after this many batches per shard.
-    pub checkpoint_batches: u64,
-    /// Checkpoint after this many logged bytes per shard.
-    pub checkpoint_bytes: u64,
-    /// Adaptive capacity: `(target p95 wait, min, max)`; `None` = fixed.
-    pub adaptive: Option<(Duration, usize, usize)>,
-    /// Hot-key cache per shard, bytes.
-    pub cache_bytes: usize,
-    /// Idempotency window.
-    pub dedup_window: Duration,
     /// Largest HTTP body and TCP frame payload, bytes.
     pub max_body_bytes: usize,
-    /// Per-event limits (key, value, depth).
-    pub limits: Limits,
     /// Most TCP connections and most concurrent HTTP requests.
     pub max_connections: usize,
     /// Events frames read ahead of their ACKs, per TCP connection.
     pub max_in_flight_frames: usize,
+    /// HTTP request-head (and first-request, TLS-handshake) timeout.
+    pub header_timeout: Duration,
+    /// HTTP idle-connection timeout (no byte either way).
+    pub idle_timeout: Duration,
+    /// TCP HELLO timeout.
+    pub hello_timeout: Duration,
     /// Bearer token required on every route but /healthz (and in TCP HELLO).
     pub auth_token: Option<Secret>,
     /// TLS certificate chain (PEM) for HTTP.
@@ -486,47 +510,15 @@ pub struct ServeConfig {
     pub log_level: String,
     /// How long in-flight HTTP requests get to finish on shutdown.
     pub shutdown_grace: Duration,
-    /// Test hook: busy time per applied event.
-    pub apply_delay: Duration,
     /// Cluster mode (`--nats`): the node's settings; `None` = single node.
     /// Its `http_addr` is filled in by the server once HTTP is bound.
     pub cluster: Option<statecraft_cluster::ClusterConfig>,
 }
 
 impl Default for ServeConfig {
+    /// Every setting at the table's default.
     fn default() -> Self {
-        let engine = EngineConfig::default();
-        ServeConfig {
-            data_dir: Some(PathBuf::from("./statecraft-data")),
-            http: SocketAddr::from(([127, 0, 0, 1], 7470)),
-            tcp: SocketAddr::from(([127, 0, 0, 1], 7471)),
-            shards: engine.shards,
-            queue_capacity: engine.queue_capacity,
-            queue_capacity_bytes: engine.queue_capacity_bytes,
-            overflow: OverflowPolicy::Block,
-            block_timeout: Some(Duration::from_millis(5000)),
-            max_batch: engine.max_batch,
-            max_wait: engine.max_wait,
-            ack: AckMode::Durable,
-            checkpoint_interval: engine.checkpoint_interval,
-            checkpoint_batches: engine.checkpoint_batches,
-            checkpoint_bytes: engine.checkpoint_bytes,
-            adaptive: None,
-            cache_bytes: engine.cache_bytes,
-            dedup_window: engine.dedup_window,
-            max_body_bytes: 16 << 20,
-            limits: Limits::DEFAULT,
-            max_connections: 1024,
-            max_in_flight_frames: 64,
-            auth_token: None,
-            tls_cert: None,
-            tls_key: None,
-            log_format: LogFormat::Pretty,
-            log_level: "info".to_owned(),
-            shutdown_grace: Duration::from_secs(30),
-            apply_delay: Duration::ZERO,
-            cluster: None,
-        }
+        ServeConfig::from_values(ServeArgs::default())
     }
 }
 
@@ -534,13 +526,12 @@ impl ServeConfig {
     /// A config for tests and embedding: in memory, both listeners on
     /// `127.0.0.1:0`, two shards; every other setting at its default.
     pub fn ephemeral() -> Self {
-        ServeConfig {
-            data_dir: None,
-            http: SocketAddr::from(([127, 0, 0, 1], 0)),
-            tcp: SocketAddr::from(([127, 0, 0, 1], 0)),
-            shards: 2,
-            ..ServeConfig::default()
-        }
+        let mut c = ServeConfig::default();
+        c.engine.data_dir = None;
+        c.engine.shards = 2;
+        c.http = SocketAddr::from(([127, 0, 0, 1], 0));
+        c.tcp = SocketAddr::from(([127, 0, 0, 1], 0));
+        c
     }
 
     /// Loads the config: reads `args.config` (if any) as the TOML layer under
@@ -561,191 +552,153 @@ impl ServeConfig {
 
     /// Applies defaults to what `args` leaves unset and validates.
     pub fn resolve(args: ServeArgs) -> Result<ServeConfig, ConfigError> {
-        let d = ServeConfig::default();
-        let in_memory = args.in_memory.unwrap_or(false);
-        let overflow = match args.overflow.as_deref() {
-            None => d.overflow,
-            Some(s) => OverflowPolicy::parse(s).ok_or_else(|| {
-                invalid(
-                    "overflow",
-                    format!("`{s}` is not one of block, reject, drop_oldest, drop_newest"),
-                )
-            })?,
-        };
-        let ack = match args.ack.as_deref() {
-            None => d.ack,
-            Some(s) => AckMode::parse(s).ok_or_else(|| {
-                invalid("ack", format!("`{s}` is not one of durable, applied, none"))
-            })?,
-        };
-        let log_format = match args.log_format.as_deref() {
-            None => d.log_format,
-            Some("json") => LogFormat::Json,
-            Some("pretty") => LogFormat::Pretty,
-            Some(s) => {
-                return Err(invalid(
-                    "log_format",
-                    format!("`{s}` is not one of json, pretty"),
-                ));
-            }
-        };
-        let config = ServeConfig {
-            data_dir: if in_memory {
-                None
-            } else {
-                args.data_dir.or(d.data_dir)
-            },
-            http: args.http.unwrap_or(d.http),
-            tcp: args.tcp.unwrap_or(d.tcp),
-            shards: args.shards.unwrap_or(d.shards),
-            queue_capacity: args.queue_capacity.unwrap_or(d.queue_capacity),
-            queue_capacity_bytes: args.queue_capacity_bytes.unwrap_or(d.queue_capacity_bytes),
-            overflow,
-            block_timeout: match args.block_timeout_ms {
-                None => d.block_timeout,
-                Some(0) => None,
-                Some(ms) => Some(Duration::from_millis(ms)),
-            },
-            max_batch: args.max_batch.unwrap_or(d.max_batch),
-            max_wait: args.max_wait_us.map_or(d.max_wait, Duration::from_micros),
-            ack,
-            checkpoint_interval: args
-                .checkpoint_interval_ms
-                .map_or(d.checkpoint_interval, Duration::from_millis),
-            checkpoint_batches: args.checkpoint_batches.unwrap_or(d.checkpoint_batches),
-            checkpoint_bytes: args.checkpoint_bytes.unwrap_or(d.checkpoint_bytes),
-            // On with --adaptive, or with a non-zero --adaptive-target-us;
-            // an explicit --adaptive=false wins.
-            adaptive: match (args.adaptive, args.adaptive_target_us.filter(|&us| us > 0)) {
-                (Some(false), _) | (None, None) => None,
-                (Some(true), us) | (None, us @ Some(_)) => {
-                    let target = match (us, args.target_wait_ms) {
-                        (Some(us), _) => Duration::from_micros(us),
-                        (None, Some(ms)) => Duration::from_millis(ms),
-                        (None, None) => DEFAULT_TARGET_WAIT,
-                    };
-                    let queue = args.queue_capacity.unwrap_or(d.queue_capacity);
-                    let min = args.adaptive_min.unwrap_or(64.min(queue));
-                    Some((target, min, args.adaptive_max.unwrap_or(queue)))
-                }
-            },
-            cache_bytes: args.cache_bytes.unwrap_or(d.cache_bytes),
-            dedup_window: args
-                .dedup_window_s
-                .map_or(d.dedup_window, Duration::from_secs),
-            max_body_bytes: args.max_body_bytes.unwrap_or(d.max_body_bytes),
-            limits: Limits {
-                max_key_bytes: args.max_key_bytes.unwrap_or(d.limits.max_key_bytes),
-                max_value_bytes: args.max_value_bytes.unwrap_or(d.limits.max_value_bytes),
-                max_depth: args.max_depth.unwrap_or(d.limits.max_depth),
-            },
-            max_connections: args.max_connections.unwrap_or(d.max_connections),
-            max_in_flight_frames: args.max_in_flight_frames.unwrap_or(d.max_in_flight_frames),
-            auth_token: args.auth_token,
-            tls_cert: args.tls_cert,
-            tls_key: args.tls_key,
-            log_format,
-            log_level: args.log_level.unwrap_or(d.log_level),
-            shutdown_grace: args
-                .shutdown_grace_ms
-                .map_or(d.shutdown_grace, Duration::from_millis),
-            apply_delay: args
-                .apply_delay_us
-                .map_or(d.apply_delay, Duration::from_micros),
-            cluster: None,
-        };
-        let mut config = config;
-        if let Some(url) = args.nats.filter(|u| !u.is_empty()) {
-            let node_id = args
-                .node_id
-                .unwrap_or_else(|| default_node_id(config.http.port()));
-            let mut c = statecraft_cluster::ClusterConfig::new(url, node_id);
-            if let Some(p) = args.partitions {
-                c.partitions = p;
-            }
-            if let Some(r) = args.nats_replicas {
-                c.replicas = r;
-            }
-            if let Some(ms) = args.lease_ttl_ms {
-                c.lease_ttl = Duration::from_millis(ms);
-            }
-            if let Some(ms) = args.cluster_commit_delay_ms {
-                c.commit_delay = Duration::from_millis(ms);
-            }
-            c.max_batch = config.max_batch;
-            c.dedup_window = Duration::from_secs(120);
-            config.cluster = Some(c);
-        }
+        let config = ServeConfig::from_values(args);
         config.validate()?;
         Ok(config)
     }
 
-    /// Checks every setting; the first bad one is the error.
+    /// Maps the table's values onto the engine's and the server's settings:
+    /// the one place a setting's unit (ms, µs, s) becomes a `Duration` and
+    /// settings that depend on each other are combined. What `user` leaves
+    /// unset takes the table's default. Does not validate.
+    pub fn from_values(user: ServeArgs) -> ServeConfig {
+        // `v` has every setting the table gives a default for; the
+        // `unwrap_or*` below only satisfy the types.
+        let e = engine_default();
+        let v = user.clone().or(ServeArgs::defaults());
+        let queue_capacity = v.queue_capacity.unwrap_or(e.queue_capacity);
+        let data_dir = if v.in_memory.unwrap_or(false) {
+            None
+        } else {
+            v.data_dir
+        };
+        // On with --adaptive, or with a non-zero --adaptive-target-us; an
+        // explicit --adaptive=false wins (so this reads what the user gave,
+        // not the defaults).
+        let target_us = user.adaptive_target_us.filter(|&us| us > 0);
+        let adaptive = match (user.adaptive, target_us) {
+            (Some(false), _) | (None, None) => None,
+            (Some(true), _) | (None, Some(_)) => {
+                let target = match target_us {
+                    Some(us) => Duration::from_micros(us),
+                    None => Duration::from_millis(
+                        v.target_wait_ms
+                            .unwrap_or(ms(statecraft_engine::adaptive::DEFAULT_TARGET_WAIT)),
+                    ),
+                };
+                let min = user.adaptive_min.unwrap_or(
+                    statecraft_engine::adaptive::DEFAULT_MIN_CAPACITY.min(queue_capacity),
+                );
+                let max = v.adaptive_max.unwrap_or(queue_capacity);
+                Some(AdaptiveConfig::new(target, min, max))
+            }
+        };
+        let engine = EngineConfig {
+            shards: v.shards.unwrap_or(e.shards),
+            queue_capacity,
+            queue_capacity_bytes: v.queue_capacity_bytes.unwrap_or(e.queue_capacity_bytes),
+            overflow: v.overflow.unwrap_or(e.overflow),
+            block_timeout: match v.block_timeout_ms {
+                None | Some(0) => None,
+                Some(ms) => Some(Duration::from_millis(ms)),
+            },
+            max_batch: v.max_batch.unwrap_or(e.max_batch),
+            max_wait: v.max_wait_us.map_or(e.max_wait, Duration::from_micros),
+            ack: v.ack.unwrap_or(e.ack),
+            limits: Limits {
+                max_key_bytes: v.max_key_bytes.unwrap_or(e.limits.max_key_bytes),
+                max_value_bytes: v.max_value_bytes.unwrap_or(e.limits.max_value_bytes),
+                max_depth: v.max_depth.unwrap_or(e.limits.max_depth),
+            },
+            dedup_window: v.dedup_window_s.map_or(e.dedup_window, Duration::from_secs),
+            apply_delay: v
+                .apply_delay_us
+                .map_or(e.apply_delay, Duration::from_micros),
+            data_dir,
+            checkpoint_interval: v
+                .checkpoint_interval_ms
+                .map_or(e.checkpoint_interval, Duration::from_millis),
+            checkpoint_batches: v.checkpoint_batches.unwrap_or(e.checkpoint_batches),
+            checkpoint_bytes: v.checkpoint_bytes.unwrap_or(e.checkpoint_bytes),
+            cache_bytes: v.cache_bytes.unwrap_or(e.cache_bytes),
+            adaptive,
+            ..e
+        };
+        let http = v.http.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let cluster = v.nats.filter(|u| !u.is_empty()).map(|url| {
+            let node_id = v.node_id.unwrap_or_else(|| default_node_id(http.port()));
+            let mut c = statecraft_cluster::ClusterConfig::new(url, node_id);
+            if let Some(p) = v.partitions {
+                c.partitions = p;
+            }
+            if let Some(r) = v.nats_replicas {
+                c.replicas = r;
+            }
+            if let Some(ms) = v.lease_ttl_ms {
+                c.lease_ttl = Duration::from_millis(ms);
+            }
+            if let Some(ms) = v.cluster_commit_delay_ms {
+                c.commit_delay = Duration::from_millis(ms);
+            }
+            c.max_batch = engine.max_batch;
+            // The stream drops a re-sent event id within the same window the
+            // engine remembers ids in (it was a fixed 120 s).
+            c.dedup_window = engine.dedup_window;
+            c
+        });
+        ServeConfig {
+            engine,
+            http,
+            tcp: v.tcp.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+            max_body_bytes: v.max_body_bytes.unwrap_or_default(),
+            max_connections: v.max_connections.unwrap_or_default(),
+            max_in_flight_frames: v.max_in_flight_frames.unwrap_or_default(),
+            header_timeout: Duration::from_millis(v.header_timeout_ms.unwrap_or_default()),
+            idle_timeout: Duration::from_millis(v.idle_timeout_ms.unwrap_or_default()),
+            hello_timeout: Duration::from_millis(v.hello_timeout_ms.unwrap_or_default()),
+            auth_token: v.auth_token,
+            tls_cert: v.tls_cert,
+            tls_key: v.tls_key,
+            log_format: v.log_format.unwrap_or_default(),
+            log_level: v.log_level.unwrap_or_default(),
+            shutdown_grace: v
+                .shutdown_grace_ms
+                .map_or(Duration::ZERO, Duration::from_millis),
+            cluster,
+        }
+    }
+
+    /// Checks every setting; the first bad one is the error. The engine's
+    /// settings are checked by [`EngineConfig::validate`].
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.engine.validate()?;
         if let Some(c) = &self.cluster {
             c.validate().map_err(|e| invalid("nats", e.to_string()))?;
         }
-        fn range(setting: &'static str, v: usize, lo: usize, hi: usize) -> Result<(), ConfigError> {
-            if v < lo || v > hi {
-                return Err(invalid(setting, format!("{v} is outside {lo}..={hi}")));
-            }
-            Ok(())
-        }
-        range("shards", self.shards, 1, 1024)?;
-        range("queue_capacity", self.queue_capacity, 1, 1 << 30)?;
-        range(
-            "queue_capacity_bytes",
-            self.queue_capacity_bytes,
-            1024,
-            usize::MAX,
-        )?;
-        range("max_batch", self.max_batch, 1, 1 << 20)?;
-        range(
+        use statecraft_engine::engine::check_range;
+        check_range(
             "max_body_bytes",
             self.max_body_bytes,
-            1024,
-            (u32::MAX as usize) - 16,
+            bounds::MAX_BODY_BYTES,
         )?;
-        // The store's hard limit: a longer key would be acked and then fail
-        // its checkpoint (issue 16).
-        range(
-            "max_key_bytes",
-            self.limits.max_key_bytes,
-            1,
-            statecraft_engine::limits::MAX_KEY_BYTES,
+        check_range(
+            "max_connections",
+            self.max_connections,
+            bounds::MAX_CONNECTIONS,
         )?;
-        range(
-            "max_value_bytes",
-            self.limits.max_value_bytes,
-            1,
-            usize::MAX,
-        )?;
-        // serde_json parses at most 128 levels; stored values must stay
-        // re-readable (see the engine's limits module).
-        range("max_depth", self.limits.max_depth, 1, 100)?;
-        range("max_connections", self.max_connections, 1, 1 << 20)?;
-        range(
+        check_range(
             "max_in_flight_frames",
             self.max_in_flight_frames,
-            1,
-            1 << 16,
+            bounds::MAX_IN_FLIGHT_FRAMES,
         )?;
-        range(
-            "checkpoint_batches",
-            self.checkpoint_batches as usize,
-            1,
-            usize::MAX,
-        )?;
-        if let Some((_, min, max)) = self.adaptive
-            && (min == 0 || min > max)
-        {
-            return Err(invalid(
-                "adaptive_min",
-                format!("needs 1 <= adaptive_min ({min}) <= adaptive_max ({max})"),
-            ));
-        }
-        if self.max_wait > Duration::from_secs(10) {
-            return Err(invalid("max_wait_us", "at most 10 s (10000000 µs)"));
+        for (setting, d) in [
+            ("header_timeout_ms", self.header_timeout),
+            ("idle_timeout_ms", self.idle_timeout),
+            ("hello_timeout_ms", self.hello_timeout),
+        ] {
+            if d.is_zero() || d > Duration::from_secs(3600) {
+                return Err(invalid(setting, "must be 1..=3600000 ms"));
+            }
         }
         if let Some(t) = &self.auth_token
             && t.expose().is_empty()
@@ -760,38 +713,7 @@ impl ServeConfig {
             (None, Some(_)) => return Err(invalid("tls_cert", "--tls-key needs --tls-cert too")),
             _ => {}
         }
-        if let Some(dir) = &self.data_dir
-            && dir.as_os_str().is_empty()
-        {
-            return Err(invalid("data_dir", "empty path"));
-        }
         Ok(())
-    }
-
-    /// The engine's settings.
-    pub fn engine_config(&self) -> EngineConfig {
-        EngineConfig {
-            shards: self.shards,
-            queue_capacity: self.queue_capacity,
-            queue_capacity_bytes: self.queue_capacity_bytes,
-            overflow: self.overflow,
-            block_timeout: self.block_timeout,
-            max_batch: self.max_batch,
-            max_wait: self.max_wait,
-            ack: self.ack,
-            limits: self.limits,
-            dedup_window: self.dedup_window,
-            apply_delay: self.apply_delay,
-            data_dir: self.data_dir.clone(),
-            checkpoint_interval: self.checkpoint_interval,
-            checkpoint_batches: self.checkpoint_batches,
-            checkpoint_bytes: self.checkpoint_bytes,
-            adaptive: self.adaptive.map(|(target, min, max)| {
-                statecraft_engine::adaptive::AdaptiveConfig::new(target, min, max)
-            }),
-            cache_bytes: self.cache_bytes,
-            ..EngineConfig::default()
-        }
     }
 
     /// True when HTTP is served over TLS.
@@ -811,62 +733,151 @@ mod tests {
         serve: ServeArgs,
     }
 
+    fn parse(args: &[&str]) -> ServeConfig {
+        let mut v = vec!["x"];
+        v.extend_from_slice(args);
+        let flags = Cli::try_parse_from(v).expect("parses").serve;
+        ServeConfig::resolve(flags).expect("valid")
+    }
+
     #[test]
-    fn defaults_resolve_and_match_the_help_text() {
+    fn defaults_resolve() {
         let c = ServeConfig::resolve(ServeArgs::default()).expect("defaults are valid");
         assert_eq!(c.http.to_string(), "127.0.0.1:7470");
         assert_eq!(c.tcp.to_string(), "127.0.0.1:7471");
-        assert_eq!(c.data_dir.as_deref(), Some(Path::new("./statecraft-data")));
-        let help = Cli::command().render_long_help().to_string();
-        let e = EngineConfig::default();
-        for expect in [
-            "[default: ./statecraft-data]".to_owned(),
-            format!("[default: {}]", c.http),
-            format!("[default: {}]", c.tcp),
-            format!("[default: {}]", e.queue_capacity),
-            format!("[default: {}]", e.queue_capacity_bytes),
-            "[default: block]".to_owned(),
-            format!(
-                "[default: {}]",
-                c.block_timeout.map_or(0, |d| d.as_millis())
-            ),
-            format!("[default: {}]", e.max_batch),
-            format!("[default: {}]", e.max_wait.as_micros()),
-            "[default: durable]".to_owned(),
-            format!("[default: {}]", e.checkpoint_interval.as_millis()),
-            format!("[default: {}]", e.checkpoint_batches),
-            format!("[default: {}]", e.checkpoint_bytes),
-            format!("[default: {}]", e.cache_bytes),
-            format!("[default: {}]", e.dedup_window.as_secs()),
-            format!("[default: {}]", c.max_body_bytes),
-            format!("[default: {}]", c.limits.max_key_bytes),
-            format!("[default: {}]", c.limits.max_value_bytes),
-            format!("[default: {}]", c.limits.max_depth),
-            format!("[default: {}]", c.max_connections),
-            format!("[default: {}]", c.max_in_flight_frames),
-            format!("[default: {}]", c.shutdown_grace.as_millis()),
-            "[default: pretty]".to_owned(),
-            "[default: info]".to_owned(),
-            format!("[default: {}]", DEFAULT_TARGET_WAIT.as_millis()),
-        ] {
-            let flat: String = help.split_whitespace().collect::<Vec<_>>().join(" ");
-            assert!(flat.contains(&expect), "--help lacks `{expect}`");
+        assert_eq!(
+            c.engine.data_dir.as_deref(),
+            Some(Path::new("./statecraft-data"))
+        );
+        assert_eq!(c.engine.block_timeout, Some(Duration::from_millis(5000)));
+        assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.log_format, LogFormat::Pretty);
+        assert!(ServeConfig::ephemeral().validate().is_ok());
+    }
+
+    /// `serve --help` and the table agree: every row is a flag named after
+    /// it, with its env variable and its default in the help.
+    #[test]
+    fn help_flags_env_and_defaults_match_the_table() {
+        let cmd = Cli::command();
+        let rows = table();
+        let flat: String = cmd
+            .clone()
+            .render_long_help()
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        for row in &rows {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == row.name)
+                .unwrap_or_else(|| panic!("no flag for setting {}", row.name));
+            assert_eq!(
+                arg.get_long().map(|l| format!("--{l}")),
+                Some(row.flag()),
+                "{}",
+                row.name
+            );
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(row.env),
+                "{}",
+                row.name
+            );
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if let Some(d) = &row.default {
+                assert!(
+                    help.contains(&format!("[default: {d}]")),
+                    "{}: {help}",
+                    row.name
+                );
+            }
+            if !arg.is_hide_set() {
+                assert!(flat.contains(&row.flag()), "--help lacks {}", row.flag());
+                if let Some(d) = &row.default {
+                    let want = format!("[default: {d}]");
+                    assert!(flat.contains(&want), "--help lacks `{want}`");
+                }
+            }
+        }
+        // And no flag outside the table but --config.
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            assert!(
+                id == "config" || id == "help" || rows.iter().any(|r| r.name == id),
+                "flag {id} is not in the table"
+            );
+        }
+    }
+
+    /// examples/statecraft.toml parses, and lists every setting of the
+    /// table with its default (commented out where the default is computed
+    /// or unset).
+    #[test]
+    fn example_config_lists_every_setting_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/statecraft.toml");
+        let text = std::fs::read_to_string(&path).expect("examples/statecraft.toml");
+        let parsed = ServeArgs::from_toml(&text, &path).expect("the example parses");
+        let resolved = ServeConfig::resolve(parsed.or(ServeArgs::default())).expect("valid");
+        let defaults = ServeConfig::default();
+        assert_eq!(
+            resolved.engine.queue_capacity,
+            defaults.engine.queue_capacity
+        );
+        // Values may carry a trailing ` # comment`.
+        let lines: Vec<&str> = text
+            .lines()
+            .map(|l| match l.trim().strip_prefix('#') {
+                Some(_) => l.trim(),
+                None => l.split(" #").next().unwrap_or(l).trim(),
+            })
+            .collect();
+        let rows = table();
+        for row in &rows {
+            match &row.toml_default {
+                Some(value) => {
+                    let want = format!("{} = {value}", row.name);
+                    assert!(
+                        lines.contains(&want.as_str()),
+                        "examples/statecraft.toml lacks `{want}`"
+                    );
+                }
+                None => {
+                    let want = format!("# {} = ", row.name);
+                    assert!(
+                        lines.iter().any(|l| l.starts_with(&want)),
+                        "examples/statecraft.toml lacks a commented `{want}…`"
+                    );
+                }
+            }
+        }
+        for line in &lines {
+            let line = line.trim_start_matches("# ");
+            if let Some((key, _)) = line.split_once(" = ")
+                && !key.contains(' ')
+            {
+                assert!(
+                    rows.iter().any(|r| r.name == key),
+                    "examples/statecraft.toml has `{key}`, which is not a setting"
+                );
+            }
         }
     }
 
     #[test]
     fn adaptive_flags_turn_the_controller_on_and_off() {
-        let parse = |args: &[&str]| {
-            let mut v = vec!["x"];
-            v.extend_from_slice(args);
-            let flags = Cli::try_parse_from(v).expect("parses").serve;
-            ServeConfig::resolve(flags).expect("valid").adaptive
+        let adaptive = |args: &[&str]| {
+            parse(args)
+                .engine
+                .adaptive
+                .map(|a| (a.target, a.min, a.max))
         };
-        assert_eq!(parse(&[]), None, "off by default");
-        let (target, min, max) = parse(&["--adaptive"]).expect("on");
-        assert_eq!(target, DEFAULT_TARGET_WAIT);
+        assert_eq!(adaptive(&[]), None, "off by default");
+        let (target, min, max) = adaptive(&["--adaptive"]).expect("on");
+        assert_eq!(target, statecraft_engine::adaptive::DEFAULT_TARGET_WAIT);
         assert!(min <= max);
-        let on = parse(&[
+        let on = adaptive(&[
             "--adaptive",
             "--target-wait-ms",
             "25",
@@ -877,20 +888,24 @@ mod tests {
         ]);
         assert_eq!(on, Some((Duration::from_millis(25), 10, 500)));
         assert_eq!(
-            parse(&["--adaptive-target-us", "2500"]).map(|a| a.0),
+            adaptive(&["--adaptive-target-us", "2500"]).map(|a| a.0),
             Some(Duration::from_micros(2500)),
             "a target in µs turns it on too"
         );
         assert_eq!(
-            parse(&["--adaptive=false", "--adaptive-target-us", "2500"]),
+            adaptive(&["--adaptive=false", "--adaptive-target-us", "2500"]),
             None
+        );
+        assert_eq!(
+            adaptive(&["--adaptive", "--adaptive-min", "7", "--adaptive-max", "70"]),
+            Some((statecraft_engine::adaptive::DEFAULT_TARGET_WAIT, 7, 70))
         );
     }
 
     #[test]
     fn precedence_is_flags_then_env_then_file_then_defaults() {
         let file = ServeArgs::from_toml(
-            "http = \"127.0.0.1:9000\"\ntcp = \"127.0.0.1:9001\"\nshards = 3\n",
+            "http = \"127.0.0.1:9000\"\ntcp = \"127.0.0.1:9001\"\nshards = 3\noverflow = \"drop_oldest\"\n",
             Path::new("t.toml"),
         )
         .expect("parses");
@@ -900,8 +915,9 @@ mod tests {
         let c = ServeConfig::resolve(flags.or(file)).expect("valid");
         assert_eq!(c.http.port(), 8000, "flag beats file");
         assert_eq!(c.tcp.port(), 9001, "file beats default");
-        assert_eq!(c.shards, 3);
-        assert_eq!(c.ack, AckMode::Durable, "default");
+        assert_eq!(c.engine.shards, 3);
+        assert_eq!(c.engine.overflow, OverflowPolicy::DropOldest);
+        assert_eq!(c.engine.ack, AckMode::Durable, "default");
     }
 
     #[test]
@@ -914,15 +930,15 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let args = ServeArgs {
-            overflow: Some("sometimes".into()),
-            ..ServeArgs::default()
-        };
-        let text = ServeConfig::resolve(args).expect_err("bad").to_string();
+        let err = ServeArgs::from_toml("overflow = \"sometimes\"\n", Path::new("s.toml"))
+            .expect_err("bad enum");
+        let text = err.to_string();
         assert!(
             text.contains("overflow") && text.contains("sometimes"),
             "{text}"
         );
+        assert!(Cli::try_parse_from(["x", "--overflow", "sometimes"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--log-format", "xml"]).is_err());
         let args = ServeArgs {
             tls_cert: Some("c.pem".into()),
             ..ServeArgs::default()
@@ -932,7 +948,53 @@ mod tests {
             max_depth: Some(1000),
             ..ServeArgs::default()
         };
-        assert!(ServeConfig::resolve(args).is_err());
+        let text = ServeConfig::resolve(args).expect_err("deep").to_string();
+        assert!(text.contains("max_depth"), "{text}");
+        let args = ServeArgs {
+            max_wait_us: Some(20_000_000),
+            ..ServeArgs::default()
+        };
+        let text = ServeConfig::resolve(args)
+            .expect_err("long wait")
+            .to_string();
+        assert!(text.contains("max_wait_us"), "{text}");
+    }
+
+    /// Adversary: the cluster's stream kept ids for a fixed 120 s whatever
+    /// --dedup-window-s said.
+    #[test]
+    fn the_cluster_dedup_window_follows_the_setting() {
+        let c = parse(&[
+            "--nats",
+            "nats://127.0.0.1:4222",
+            "--node-id",
+            "n1",
+            "--dedup-window-s",
+            "600",
+        ]);
+        let cluster = c.cluster.expect("cluster mode");
+        assert_eq!(cluster.dedup_window, Duration::from_secs(600));
+        assert_eq!(c.engine.dedup_window, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn old_flag_and_env_names_keep_working() {
+        let c = parse(&["--min-capacity", "3", "--max-capacity", "9", "--adaptive"]);
+        let a = c.engine.adaptive.expect("on");
+        assert_eq!((a.min, a.max), (3, 9));
+        let names: Vec<&str> = table().iter().map(|r| r.env).collect();
+        for env in [
+            "STATECRAFT_DATA_DIR",
+            "STATECRAFT_QUEUE_CAPACITY",
+            "STATECRAFT_MAX_WAIT_US",
+            "STATECRAFT_ADAPTIVE_MIN",
+            "STATECRAFT_ADAPTIVE_MAX",
+            "STATECRAFT_TARGET_WAIT_MS",
+            "STATECRAFT_DEDUP_WINDOW_S",
+            "STATECRAFT_LOG_FORMAT",
+        ] {
+            assert!(names.contains(&env), "{env} is gone");
+        }
     }
 
     #[test]

@@ -195,8 +195,8 @@ impl Server {
         // Capacity 2: one per front end; a full channel drops the extra.
         let (fail_tx, fail_rx) = mpsc::channel(2);
 
-        let builder = Engine::builder().config(shared.config.engine_config());
-        let data_dir = shared.config.data_dir.clone();
+        let builder = Engine::builder().config(shared.config.engine.clone());
+        let data_dir = shared.config.engine.data_dir.clone();
         let opener_fail = fail_tx.clone();
         let cluster_config = shared.config.cluster.clone().map(|mut c| {
             c.http_addr = http_addr.to_string();

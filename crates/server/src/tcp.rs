@@ -225,7 +225,7 @@ impl Connection {
     ) -> Stop {
         let mut stop = self.stop.clone();
         let cfg = &self.shared.config;
-        let mut default_ack: AckMode = cfg.ack;
+        let mut default_ack: AckMode = cfg.engine.ack;
         let mut greeted = false;
         loop {
             let next = tokio::select! {
@@ -336,7 +336,7 @@ impl Connection {
                         return Stop::Broken;
                     };
                     let decode_began = std::time::Instant::now();
-                    let decoded = ev.decode(&cfg.limits);
+                    let decoded = ev.decode(&cfg.engine.limits);
                     self.shared
                         .observe
                         .record(Source::Tcp, Stage::Decode, decode_began.elapsed());

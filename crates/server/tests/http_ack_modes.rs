@@ -11,8 +11,11 @@ use statecraft_server::ServeConfig;
 async fn ack_modes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let running = start(ServeConfig {
-        data_dir: Some(dir.path().to_owned()),
-        ack: AckMode::Durable,
+        engine: statecraft_engine::EngineConfig {
+            data_dir: Some(dir.path().to_owned()),
+            ack: AckMode::Durable,
+            ..ServeConfig::ephemeral().engine
+        },
         ..ServeConfig::ephemeral()
     })
     .await;

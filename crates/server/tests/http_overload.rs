@@ -11,15 +11,14 @@ use statecraft_engine::OverflowPolicy;
 use statecraft_server::ServeConfig;
 
 fn slow(overflow: OverflowPolicy) -> ServeConfig {
-    ServeConfig {
-        shards: 1,
-        queue_capacity: 4,
-        max_batch: 1,
-        overflow,
-        block_timeout: Some(Duration::from_millis(100)),
-        apply_delay: Duration::from_millis(100),
-        ..config()
-    }
+    let mut config = config();
+    config.engine.shards = 1;
+    config.engine.queue_capacity = 4;
+    config.engine.max_batch = 1;
+    config.engine.overflow = overflow;
+    config.engine.block_timeout = Some(Duration::from_millis(100));
+    config.engine.apply_delay = Duration::from_millis(100);
+    config
 }
 
 /// Waits until every shard's queue is empty: the worker took what was
@@ -119,7 +118,7 @@ async fn partly_overloaded_is_200_with_per_event_statuses() {
     // Two shards: one event per shard; the shard whose queue is full refuses
     // its event, the other applies it.
     let mut cfg = slow(OverflowPolicy::Reject);
-    cfg.shards = 2;
+    cfg.engine.shards = 2;
     let running = start(cfg).await;
     let base = running.http_url();
     let engine = running.engine().expect("open");

@@ -97,9 +97,12 @@ async fn chunked_body_over_the_limit_is_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_value_and_depth_limits_reject_one_event_each() {
     let running = start(ServeConfig {
-        limits: statecraft_engine::Limits {
-            max_value_bytes: 1000,
-            ..statecraft_engine::Limits::DEFAULT
+        engine: statecraft_engine::EngineConfig {
+            limits: statecraft_engine::Limits {
+                max_value_bytes: 1000,
+                ..statecraft_engine::Limits::DEFAULT
+            },
+            ..config().engine
         },
         ..config()
     })

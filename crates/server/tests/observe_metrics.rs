@@ -45,7 +45,14 @@ async fn wait_for_samples(base: &str, n: u64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_stats_and_dashboard_under_traffic() {
     let running = start(ServeConfig {
-        adaptive: Some((Duration::from_millis(10), 16, 4_096)),
+        engine: statecraft_engine::EngineConfig {
+            adaptive: Some(statecraft_engine::adaptive::AdaptiveConfig::new(
+                Duration::from_millis(10),
+                16,
+                4_096,
+            )),
+            ..config().engine
+        },
         ..config()
     })
     .await;

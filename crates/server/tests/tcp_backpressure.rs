@@ -17,12 +17,15 @@ const PER_FRAME: u64 = 500;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_stops_the_reader() {
     let running = common::start(ServeConfig {
-        shards: 1,
-        queue_capacity: 1000,
-        max_batch: 500,
-        overflow: OverflowPolicy::Block,
-        block_timeout: None,
-        apply_delay: Duration::from_micros(50),
+        engine: statecraft_engine::EngineConfig {
+            shards: 1,
+            queue_capacity: 1000,
+            max_batch: 500,
+            overflow: OverflowPolicy::Block,
+            block_timeout: None,
+            apply_delay: Duration::from_micros(50),
+            ..common::config().engine
+        },
         ..common::config()
     })
     .await;

@@ -19,98 +19,228 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Value, json};
+use statecraft_engine::adaptive::AdaptiveConfig;
 use statecraft_engine::{
-    AckMode, Engine, Event, EventResult, Limits, OverflowPolicy, Rejection, Ticket, router,
+    AckMode, Engine, EngineConfig, Event, EventResult, Limits, OverflowPolicy, Rejection, Ticket,
+    router,
 };
 use tokio::sync::mpsc;
 
 /// Arguments of `statecraft pipe`. Settings come from the environment, as
-/// the protocol says (`STATECRAFT_WORKERS`, `STATECRAFT_MAX_BATCH`, …).
+/// the protocol says (`STATECRAFT_WORKERS`, `STATECRAFT_MAX_BATCH`, …; see
+/// [`PIPE_ENV`]).
 #[derive(Debug, clap::Args)]
-#[command(after_help = SETTINGS_HELP)]
+#[command(after_help = settings_help())]
 pub struct PipeArgs {}
 
-const SETTINGS_HELP: &str = "Settings (environment):
-  STATECRAFT_WORKERS          shards (default 1)
-  STATECRAFT_MAX_BATCH        most events per batch (default 1000)
-  STATECRAFT_MAX_WAIT_MS      batch deadline after its first event (default 5)
-  STATECRAFT_QUEUE_CAPACITY   queue capacity in events, all shards together (default 10000)
-  STATECRAFT_OVERFLOW         block | reject | drop_oldest | drop_newest (default block)
-  STATECRAFT_DATA_DIR         keep state there; acks wait for fsync (default: in memory)
-  STATECRAFT_APPLY_DELAY_US   time added to each applied event (default 0)
-  STATECRAFT_APPLY_MODE       sleep (an I/O-bound consumer) or cpu (busy work) (default sleep)
-  STATECRAFT_TARGET_WAIT_MS   adaptive capacity: p95 queue wait target (default: fixed capacity)
-  STATECRAFT_MIN_CAPACITY     adaptive capacity lower bound
-  STATECRAFT_MAX_CAPACITY     adaptive capacity upper bound
-  STATECRAFT_PARTITIONS       partitions for `seq` offsets and ownership (default 1)
-  STATECRAFT_OWNED            comma-separated partitions this process owns (default all)";
+/// One variable of the pipe protocol's environment and the setting of the
+/// settings table (`statecraft_server::config::table`) it maps onto.
+#[derive(Debug)]
+struct PipeVar {
+    /// The variable (LEARNING.md's name, kept exactly).
+    env: &'static str,
+    /// The table's setting it sets; `None` for the pipe's own settings.
+    setting: Option<&'static str>,
+    /// The pipe's default (the protocol's, which may differ from serve's).
+    default: &'static str,
+    /// What it means, and how it differs from the table's setting.
+    help: &'static str,
+}
 
-/// The protocol's settings, read from the environment.
+/// The pipe protocol's environment. Where a name means something else than
+/// the `serve` setting it maps onto, the help says so, and
+/// [`Settings::from_lookup`] converts: the conversions are tested below.
+const PIPE_ENV: &[PipeVar] = &[
+    PipeVar {
+        env: "STATECRAFT_WORKERS",
+        setting: Some("shards"),
+        default: "1",
+        help: "shards (serve: STATECRAFT_SHARDS)",
+    },
+    PipeVar {
+        env: "STATECRAFT_MAX_BATCH",
+        setting: Some("max_batch"),
+        default: "1000",
+        help: "most events per batch",
+    },
+    PipeVar {
+        env: "STATECRAFT_MAX_WAIT_MS",
+        setting: Some("max_wait_us"),
+        default: "5",
+        help: "batch deadline after its first event, ms, fractions allowed, at most 10000 (serve: µs)",
+    },
+    PipeVar {
+        env: "STATECRAFT_QUEUE_CAPACITY",
+        setting: Some("queue_capacity"),
+        default: "10000",
+        help: "queue capacity in events, all shards together (serve: per shard)",
+    },
+    PipeVar {
+        env: "STATECRAFT_OVERFLOW",
+        setting: Some("overflow"),
+        default: "block",
+        help: "block | reject | drop_oldest | drop_newest",
+    },
+    PipeVar {
+        env: "STATECRAFT_DATA_DIR",
+        setting: Some("data_dir"),
+        default: "in memory",
+        help: "keep state there; acks wait for fsync",
+    },
+    PipeVar {
+        env: "STATECRAFT_APPLY_DELAY_US",
+        setting: Some("apply_delay_us"),
+        default: "0",
+        help: "time added to each applied event",
+    },
+    PipeVar {
+        env: "STATECRAFT_APPLY_MODE",
+        setting: None,
+        default: "sleep",
+        help: "sleep (an I/O-bound consumer) or cpu (busy work)",
+    },
+    PipeVar {
+        env: "STATECRAFT_TARGET_WAIT_MS",
+        setting: Some("target_wait_ms"),
+        default: "fixed capacity",
+        help: "adaptive capacity: p95 queue wait target, ms, fractions allowed; turns it on",
+    },
+    PipeVar {
+        env: "STATECRAFT_MIN_CAPACITY",
+        setting: Some("adaptive_min"),
+        default: "1",
+        help: "adaptive capacity lower bound, all shards together (serve: per shard)",
+    },
+    PipeVar {
+        env: "STATECRAFT_MAX_CAPACITY",
+        setting: Some("adaptive_max"),
+        default: "10 × queue capacity",
+        help: "adaptive capacity upper bound, all shards together (serve: per shard)",
+    },
+    PipeVar {
+        env: "STATECRAFT_PARTITIONS",
+        setting: None,
+        default: "1",
+        help: "partitions for `seq` offsets and ownership",
+    },
+    PipeVar {
+        env: "STATECRAFT_OWNED",
+        setting: None,
+        default: "all",
+        help: "comma-separated partitions this process owns",
+    },
+];
+
+/// `pipe --help`'s list of settings, from [`PIPE_ENV`].
+fn settings_help() -> String {
+    let mut s = String::from("Settings (environment):\n");
+    for v in PIPE_ENV {
+        s.push_str(&format!(
+            "  {:<27} {} (default {})\n",
+            v.env, v.help, v.default
+        ));
+    }
+    s
+}
+
+/// The pipe's engine-side defaults: the protocol's, not serve's.
+const PIPE_WORKERS: usize = 1;
+const PIPE_MAX_BATCH: usize = 1_000;
+const PIPE_MAX_WAIT_MS: f64 = 5.0;
+const PIPE_QUEUE_CAPACITY: usize = 10_000;
+/// A short checkpoint cadence keeps restarts after kill -9 quick (lesson 5
+/// restarts often, on little data).
+/// Lines read from stdin ahead of admission. Small: under `reject` with a
+/// stalled consumer, nacks wait behind earlier acks (answers go out in order),
+/// so whatever is read ahead stays in memory — a hidden queue the lesson 3
+/// `bounded_memory` check measures (4,096 lines of 4 KiB were 16 MiB).
+const STDIN_LINES: usize = 256;
+
+const PIPE_CHECKPOINT: (Duration, u64) = (Duration::from_millis(500), 200);
+
+/// The protocol's settings, read from the environment: the engine's
+/// (validated by the engine's own [`EngineConfig::validate`]) and the pipe's.
 #[derive(Debug, Clone)]
 struct Settings {
-    workers: usize,
-    max_batch: usize,
-    max_wait: Duration,
-    capacity: usize,
-    overflow: OverflowPolicy,
-    data_dir: Option<std::path::PathBuf>,
-    apply_delay: Duration,
-    apply_cpu: bool,
-    adaptive: Option<(Duration, usize, usize)>,
+    engine: EngineConfig,
     partitions: u64,
     owned: Option<Vec<u64>>,
 }
 
-fn env_num<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number")),
-        _ => Ok(default),
-    }
-}
-
 impl Settings {
     fn from_env() -> anyhow::Result<Self> {
-        let workers: usize = env_num("STATECRAFT_WORKERS", 1)?;
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `get` (the environment, or a map in
+    /// tests). A value that is not a number, not finite, negative or out of
+    /// the engine's bounds is an error naming the variable.
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let var = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let num = |name: &str| -> anyhow::Result<Option<u64>> {
+            var(name)
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number"))
+                })
+                .transpose()
+        };
+        let size = |name: &str, default: usize| -> anyhow::Result<usize> {
+            Ok(num(name)?.map_or(default, |n| usize::try_from(n).unwrap_or(usize::MAX)))
+        };
+        // Milliseconds as a float (the protocol allows fractions): finite,
+        // not negative, and a representable Duration.
+        let millis = |name: &str| -> anyhow::Result<Option<Duration>> {
+            let Some(v) = var(name) else { return Ok(None) };
+            let ms: f64 = v
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number"))?;
+            if !ms.is_finite() || ms < 0.0 {
+                anyhow::bail!("{name}={v:?} must be a finite number of ms, 0 or more");
+            }
+            Duration::try_from_secs_f64(ms / 1e3)
+                .map(Some)
+                .map_err(|_| anyhow::anyhow!("{name}={v:?} is out of range"))
+        };
+        let workers = size("STATECRAFT_WORKERS", PIPE_WORKERS)?;
         if workers == 0 {
             anyhow::bail!("STATECRAFT_WORKERS must be at least 1");
         }
-        let overflow = match std::env::var("STATECRAFT_OVERFLOW") {
-            Ok(v) if !v.trim().is_empty() => OverflowPolicy::parse(v.trim()).ok_or_else(|| {
+        let overflow = match var("STATECRAFT_OVERFLOW") {
+            Some(v) => OverflowPolicy::parse(&v).ok_or_else(|| {
                 anyhow::anyhow!(
                     "STATECRAFT_OVERFLOW={v:?} is not one of block, reject, drop_oldest, drop_newest"
                 )
             })?,
-            _ => OverflowPolicy::Block,
+            None => OverflowPolicy::Block,
         };
-        let target: Option<f64> = match std::env::var("STATECRAFT_TARGET_WAIT_MS") {
-            Ok(v) if !v.trim().is_empty() => Some(v.trim().parse().map_err(|_| {
-                anyhow::anyhow!("STATECRAFT_TARGET_WAIT_MS={v:?} is not a valid number")
-            })?),
-            _ => None,
-        };
-        let capacity: usize = env_num("STATECRAFT_QUEUE_CAPACITY", 10_000)?;
-        let adaptive = match target {
-            Some(ms) => {
-                let min: usize = env_num("STATECRAFT_MIN_CAPACITY", 1)?;
-                let max: usize = env_num("STATECRAFT_MAX_CAPACITY", capacity.max(1) * 10)?;
+        // The protocol's capacities are for the whole program; the engine's
+        // are per shard.
+        let capacity = size("STATECRAFT_QUEUE_CAPACITY", PIPE_QUEUE_CAPACITY)?.max(1);
+        let per_shard = |total: usize| total.div_ceil(workers).max(1);
+        let adaptive = match millis("STATECRAFT_TARGET_WAIT_MS")? {
+            Some(target) => {
+                let min = size("STATECRAFT_MIN_CAPACITY", 1)?;
+                let max = size("STATECRAFT_MAX_CAPACITY", capacity.saturating_mul(10))?;
                 if min > max {
                     anyhow::bail!(
                         "STATECRAFT_MIN_CAPACITY ({min}) is above STATECRAFT_MAX_CAPACITY ({max})"
                     );
                 }
-                Some((Duration::from_secs_f64(ms.max(0.0) / 1e3), min, max))
+                Some(AdaptiveConfig::new(target, per_shard(min), per_shard(max)))
             }
             None => None,
         };
-        let partitions: u64 = env_num("STATECRAFT_PARTITIONS", 1)?;
+        let partitions = num("STATECRAFT_PARTITIONS")?.unwrap_or(1);
         if partitions == 0 {
             anyhow::bail!("STATECRAFT_PARTITIONS must be at least 1");
         }
-        let owned = match std::env::var("STATECRAFT_OWNED") {
-            Ok(v) if !v.trim().is_empty() => Some(
+        let owned = match var("STATECRAFT_OWNED") {
+            Some(v) => Some(
                 v.split(',')
                     .map(|p| {
                         p.trim().parse::<u64>().map_err(|_| {
@@ -121,35 +251,48 @@ impl Settings {
                     })
                     .collect::<anyhow::Result<Vec<u64>>>()?,
             ),
-            _ => None,
+            None => None,
         };
-        Ok(Settings {
-            workers,
-            max_batch: env_num("STATECRAFT_MAX_BATCH", 1_000)?,
-            max_wait: Duration::from_secs_f64(
-                env_num::<f64>("STATECRAFT_MAX_WAIT_MS", 5.0)?.max(0.0) / 1e3,
-            ),
-            capacity: capacity.max(1),
+        let data_dir = var("STATECRAFT_DATA_DIR").map(std::path::PathBuf::from);
+        let engine = EngineConfig {
+            shards: workers,
+            max_batch: size("STATECRAFT_MAX_BATCH", PIPE_MAX_BATCH)?,
+            max_wait: millis("STATECRAFT_MAX_WAIT_MS")?
+                .unwrap_or(Duration::from_secs_f64(PIPE_MAX_WAIT_MS / 1e3)),
+            queue_capacity: per_shard(capacity),
             overflow,
-            data_dir: std::env::var_os("STATECRAFT_DATA_DIR")
-                .filter(|v| !v.is_empty())
-                .map(Into::into),
-            apply_delay: Duration::from_micros(env_num("STATECRAFT_APPLY_DELAY_US", 0)?),
-            apply_cpu: match std::env::var("STATECRAFT_APPLY_MODE") {
-                Ok(v) if v.trim() == "cpu" => true,
-                Ok(v) if v.trim().is_empty() || v.trim() == "sleep" => false,
-                Ok(v) => anyhow::bail!("STATECRAFT_APPLY_MODE={v:?} is not sleep or cpu"),
-                Err(_) => false,
+            apply_delay: Duration::from_micros(num("STATECRAFT_APPLY_DELAY_US")?.unwrap_or(0)),
+            apply_delay_busy: match var("STATECRAFT_APPLY_MODE").as_deref() {
+                Some("cpu") => true,
+                None | Some("sleep") => false,
+                Some(v) => anyhow::bail!("STATECRAFT_APPLY_MODE={v:?} is not sleep or cpu"),
             },
+            checkpoint_interval: PIPE_CHECKPOINT.0,
+            checkpoint_batches: PIPE_CHECKPOINT.1,
             adaptive,
+            // With a data dir, acks wait for fsync (lesson 5 on).
+            ack: if data_dir.is_some() {
+                AckMode::Durable
+            } else {
+                AckMode::Applied
+            },
+            data_dir,
+            ..EngineConfig::default()
+        };
+        // The engine's own check (the one `serve` and the builder run),
+        // reported under the pipe's variable name.
+        engine.validate().map_err(|e| {
+            let env = PIPE_ENV
+                .iter()
+                .find(|v| v.setting == Some(e.setting))
+                .map_or(e.setting, |v| v.env);
+            anyhow::anyhow!("{env}: {}", e.message)
+        })?;
+        Ok(Settings {
+            engine,
             partitions,
             owned,
         })
-    }
-
-    /// Per-shard capacity: the protocol's capacity is for the whole program.
-    fn shard_capacity(&self) -> usize {
-        self.capacity.div_ceil(self.workers).max(1)
     }
 }
 
@@ -185,36 +328,14 @@ pub fn run(_args: PipeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn pipe_main(settings: Settings) -> anyhow::Result<ExitCode> {
-    let mut builder = Engine::builder()
-        .shards(settings.workers)
-        .max_batch(settings.max_batch.max(1))
-        .max_wait(settings.max_wait)
-        .queue_capacity(settings.shard_capacity())
-        .overflow(settings.overflow)
-        .apply_delay(settings.apply_delay)
-        .apply_delay_busy(settings.apply_cpu)
-        // A short checkpoint cadence keeps restarts after kill -9 quick.
-        .checkpoint(Duration::from_millis(500), 200);
-    if let Some((target, min, max)) = settings.adaptive {
-        builder = builder.adaptive(
-            target,
-            min.div_ceil(settings.workers),
-            max.div_ceil(settings.workers),
-        );
-    }
-    let ack = match &settings.data_dir {
-        Some(dir) => {
-            builder = builder.data_dir(dir);
-            AckMode::Durable
-        }
-        None => AckMode::Applied,
-    };
+    let ack = settings.engine.ack;
+    let builder = Engine::builder().config(settings.engine.clone());
     let engine = builder.open().await.context("opening the engine")?;
     let limits = engine.config().limits;
 
     // stdin → lines, on a plain thread (stdin reads block). Bounded: when the
     // engine pushes back, this thread stops reading.
-    let (line_tx, mut line_rx) = mpsc::channel::<String>(4_096);
+    let (line_tx, mut line_rx) = mpsc::channel::<String>(STDIN_LINES);
     std::thread::Builder::new()
         .name("pipe-stdin".into())
         .spawn(move || {
@@ -234,7 +355,10 @@ async fn pipe_main(settings: Settings) -> anyhow::Result<ExitCode> {
     let writer = tokio::spawn(write_answers(engine.clone(), settings.clone(), out_rx));
 
     let mut sigterm = signal_stream()?;
-    let chunk = settings.max_batch.clamp(1, settings.shard_capacity());
+    let chunk = settings
+        .engine
+        .max_batch
+        .clamp(1, settings.engine.queue_capacity);
     let mut pending: Vec<PendingEvent> = Vec::new();
     loop {
         let first = tokio::select! {
@@ -554,10 +678,105 @@ fn stats_json(engine: &Engine, settings: &Settings) -> Value {
         "queue_depth": depth,
         "max_queue_depth": max_depth,
         "capacity": capacity,
-        "workers": settings.workers,
+        "workers": settings.engine.shards,
         "stages_ms": stages,
         "queue_wait_p50_ms": p50 as f64 / 1e3,
         "queue_wait_p95_ms": p95 as f64 / 1e3,
         "results": st.results,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let map: std::collections::HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    /// Adversary: `inf` reached `Duration::from_secs_f64` (a panic), NaN
+    /// and negatives became 0, and an hour-long deadline was accepted.
+    #[test]
+    fn max_wait_ms_must_be_a_finite_bounded_number() {
+        for bad in ["inf", "-inf", "NaN", "-1", "1e300", "10001", "abc"] {
+            let err = settings(&[("STATECRAFT_MAX_WAIT_MS", bad)])
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("STATECRAFT_MAX_WAIT_MS"), "{bad}: {err}");
+        }
+        for bad in ["inf", "NaN", "-5"] {
+            assert!(
+                settings(&[("STATECRAFT_TARGET_WAIT_MS", bad)]).is_err(),
+                "{bad}"
+            );
+        }
+        let ok = settings(&[("STATECRAFT_MAX_WAIT_MS", "0.5")]).expect("valid");
+        assert_eq!(ok.engine.max_wait, Duration::from_micros(500));
+        let ok = settings(&[("STATECRAFT_MAX_WAIT_MS", "10000")]).expect("the bound");
+        assert_eq!(ok.engine.max_wait, Duration::from_secs(10));
+    }
+
+    /// The protocol's names that mean something else than serve's: the
+    /// conversion, explicit.
+    #[test]
+    fn protocol_names_map_onto_the_engine_settings() {
+        let s = settings(&[]).expect("defaults");
+        assert_eq!(s.engine.shards, 1);
+        assert_eq!(s.engine.max_batch, 1_000);
+        assert_eq!(s.engine.max_wait, Duration::from_millis(5));
+        assert_eq!(s.engine.queue_capacity, 10_000);
+        assert_eq!(s.engine.ack, AckMode::Applied);
+        assert!(s.engine.adaptive.is_none());
+
+        let s = settings(&[
+            ("STATECRAFT_WORKERS", "4"),
+            ("STATECRAFT_QUEUE_CAPACITY", "1000"),
+            ("STATECRAFT_TARGET_WAIT_MS", "20"),
+            ("STATECRAFT_MIN_CAPACITY", "10"),
+            ("STATECRAFT_MAX_CAPACITY", "2000"),
+            ("STATECRAFT_DATA_DIR", "/tmp/x"),
+        ])
+        .expect("valid");
+        assert_eq!(s.engine.shards, 4, "WORKERS = shards");
+        assert_eq!(s.engine.queue_capacity, 250, "all shards → per shard");
+        let a = s.engine.adaptive.expect("a target turns adaptive on");
+        assert_eq!(
+            (a.target, a.min, a.max),
+            (Duration::from_millis(20), 3, 500)
+        );
+        assert_eq!(s.engine.ack, AckMode::Durable, "a data dir means durable");
+    }
+
+    /// Out-of-range values are refused by the engine's own check, under the
+    /// pipe's name for the setting.
+    #[test]
+    fn the_engine_bounds_apply_under_the_pipe_names() {
+        let err = settings(&[("STATECRAFT_MAX_BATCH", "0")])
+            .expect_err("0")
+            .to_string();
+        assert!(err.contains("STATECRAFT_MAX_BATCH"), "{err}");
+        let err = settings(&[("STATECRAFT_WORKERS", "100000")])
+            .expect_err("too many")
+            .to_string();
+        assert!(err.contains("STATECRAFT_WORKERS"), "{err}");
+    }
+
+    #[test]
+    fn every_mapped_variable_names_a_setting_of_the_table() {
+        let table = statecraft_server::config::table();
+        for v in PIPE_ENV {
+            if let Some(name) = v.setting {
+                assert!(
+                    table.iter().any(|r| r.name == name),
+                    "{} maps onto {name}, which is not in the table",
+                    v.env
+                );
+            }
+            assert!(settings_help().contains(v.env));
+        }
+    }
 }

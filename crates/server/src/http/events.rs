@@ -151,11 +151,11 @@ async fn handle(
 ) -> Result<Response, Problem> {
     let engine = engine_or_problem(&shared)?;
     let Query(query) = query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
-    let ack = parse_ack(query.ack.as_deref(), shared.config.ack)?;
+    let ack = parse_ack(query.ack.as_deref(), shared.config.engine.ack)?;
     let kind = body_kind(&headers)?;
     let limit = shared.config.max_body_bytes;
     let bytes = read_capped(&headers, body, limit).await?;
-    let limits = shared.config.limits;
+    let limits = shared.config.engine.limits;
     let decode_began = Instant::now();
     let decoded = if bytes.len() >= DECODE_OFFLOAD_BYTES {
         tokio::task::spawn_blocking(move || decode(kind, &bytes, &limits))

@@ -49,7 +49,7 @@ pub(crate) async fn get_key(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<StateRecord>, Problem> {
     let engine = engine_or_problem(&shared)?;
-    let key = key_from(path, shared.config.limits.max_key_bytes)?;
+    let key = key_from(path, shared.config.engine.limits.max_key_bytes)?;
     // Cluster mode: the key's owner answers (this node, or proxied to the
     // owner over NATS request/reply — not a redirect; docs/scale-out.md).
     let read = match shared.cluster.get() {
@@ -92,9 +92,9 @@ pub(crate) async fn delete_key(
     query: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let engine = engine_or_problem(&shared)?;
-    let key = key_from(path, shared.config.limits.max_key_bytes)?;
+    let key = key_from(path, shared.config.engine.limits.max_key_bytes)?;
     let Query(query) = query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
-    let ack = parse_ack(query.ack.as_deref(), shared.config.ack)?;
+    let ack = parse_ack(query.ack.as_deref(), shared.config.engine.ack)?;
     let mut event = Event::new(key, Op::Delete);
     event.if_version = query.if_version;
     let results = match shared.cluster.get() {

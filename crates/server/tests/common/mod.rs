@@ -22,10 +22,9 @@ pub async fn start(config: ServeConfig) -> RunningServer {
 /// An in-memory config on ephemeral ports, acks `applied` by default (tests
 /// that need `durable` say so).
 pub fn config() -> ServeConfig {
-    ServeConfig {
-        ack: statecraft_engine::AckMode::Applied,
-        ..ServeConfig::ephemeral()
-    }
+    let mut config = ServeConfig::ephemeral();
+    config.engine.ack = statecraft_engine::AckMode::Applied;
+    config
 }
 
 /// A plain HTTP client.

@@ -18,13 +18,12 @@ use std::time::Duration;
 
 use futures::Stream;
 use rustc_hash::FxHashMap;
-use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::batch::BatchCollector;
 use crate::error::EngineError;
 use crate::event::{AckMode, Change, Event, EventResult, RejectCode, StateRecord};
-use crate::limits::{Limits, Rejection};
+use crate::limits::Rejection;
 use crate::ops::CustomOp;
 use crate::persist::{Durability, ShardPersistence, start_committer};
 use crate::queue::{OverflowPolicy, PushError, ShardQueue};
@@ -33,89 +32,11 @@ use crate::shard::{
     RestoreBatch, ShardRequest, ShardSettings, ShardState, ShardWorker, Source, SubBatch,
 };
 use crate::stats::{EngineStats, ShardMetrics, ShardStats, StatusCounters};
-use statecraft_store::{BackupReport, Store, StoreOptions};
+use statecraft_store::BackupReport;
 
-/// The engine's settings. Built with [`Engine::builder`].
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    /// Number of shards (default: available cores).
-    pub shards: usize,
-    /// Queue capacity per shard, in events.
-    pub queue_capacity: usize,
-    /// Queue capacity per shard, in bytes.
-    pub queue_capacity_bytes: usize,
-    /// What a full queue does.
-    pub overflow: OverflowPolicy,
-    /// Under `block`: how long a producer waits for room before its events
-    /// are answered `overloaded` (`None` = forever).
-    pub block_timeout: Option<Duration>,
-    /// Most events per batch.
-    pub max_batch: usize,
-    /// Longest a batch waits for more events after its first.
-    pub max_wait: Duration,
-    /// Default ack mode for [`Engine::submit`].
-    pub ack: AckMode,
-    /// Validation limits.
-    pub limits: Limits,
-    /// How long an idempotency id is remembered.
-    pub dedup_window: Duration,
-    /// Most ids remembered in memory per shard.
-    pub max_dedup_ids: usize,
-    /// Change-feed buffer: a watcher further behind than this misses changes
-    /// (and is told so).
-    pub watch_buffer: usize,
-    /// Test hook: time added to every applied event (plays a slow consumer).
-    pub apply_delay: Duration,
-    /// With `apply_delay`: burn it as CPU work (`true`) or sleep (`false`).
-    pub apply_delay_busy: bool,
-    /// Where the embedded store lives; `None` = in memory only (nothing
-    /// survives a restart, and `durable` acks mean `applied`).
-    pub data_dir: Option<std::path::PathBuf>,
-    /// How often each shard materializes its dirty keys into the store
-    /// (a checkpoint); recovery replays only the batches logged after it.
-    pub checkpoint_interval: Duration,
-    /// Checkpoint also after this many logged batches per shard.
-    pub checkpoint_batches: u64,
-    /// Checkpoint also after this many bytes of log per shard: what recovery
-    /// replays after a crash, so the bound on time to ready.
-    pub checkpoint_bytes: u64,
-    /// Memory budget of each shard's hot-key cache, in bytes (dirty keys are
-    /// kept until materialized, whatever the budget).
-    pub cache_bytes: usize,
-    /// Adaptive capacity (`None` = fixed `queue_capacity`).
-    pub adaptive: Option<crate::adaptive::AdaptiveConfig>,
-    /// Largest size of the store's journal before it flushes memtables: a
-    /// bound on how much the store replays when it opens (time to ready).
-    pub max_journal_bytes: u64,
-}
+mod config;
 
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            queue_capacity: 65_536,
-            queue_capacity_bytes: 256 << 20,
-            overflow: OverflowPolicy::Block,
-            block_timeout: None,
-            max_batch: 4_096,
-            max_wait: Duration::from_micros(200),
-            ack: AckMode::Durable,
-            limits: Limits::default(),
-            dedup_window: Duration::from_secs(24 * 3600),
-            max_dedup_ids: 1_000_000,
-            watch_buffer: 16_384,
-            apply_delay: Duration::ZERO,
-            apply_delay_busy: true,
-            data_dir: None,
-            checkpoint_interval: Duration::from_secs(5),
-            checkpoint_batches: 4_000,
-            checkpoint_bytes: 32 << 20,
-            cache_bytes: 512 << 20,
-            adaptive: None,
-            max_journal_bytes: 64 << 20,
-        }
-    }
-}
+pub use config::{EngineBuilder, EngineConfig, SettingError, bounds, check_range};
 
 /// How long one admission call waits for room under the `block` policy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -127,193 +48,6 @@ pub enum BlockWait {
     Forever,
     /// At most this long, then `overloaded`.
     UpTo(Duration),
-}
-
-/// Builds an [`Engine`].
-#[derive(Default)]
-pub struct EngineBuilder {
-    config: EngineConfig,
-    custom_ops: FxHashMap<std::sync::Arc<str>, CustomOp>,
-}
-
-impl std::fmt::Debug for EngineBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EngineBuilder")
-            .field("config", &self.config)
-            .field("custom_ops", &self.custom_ops.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl EngineBuilder {
-    /// Starts from a whole config.
-    pub fn config(mut self, config: EngineConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Number of shards (at least 1).
-    pub fn shards(mut self, n: usize) -> Self {
-        self.config.shards = n.max(1);
-        self
-    }
-
-    /// Queue capacity per shard in events.
-    pub fn queue_capacity(mut self, events: usize) -> Self {
-        self.config.queue_capacity = events.max(1);
-        self
-    }
-
-    /// Queue capacity per shard in bytes.
-    pub fn queue_capacity_bytes(mut self, bytes: usize) -> Self {
-        self.config.queue_capacity_bytes = bytes.max(1);
-        self
-    }
-
-    /// Overflow policy.
-    pub fn overflow(mut self, policy: OverflowPolicy) -> Self {
-        self.config.overflow = policy;
-        self
-    }
-
-    /// Under `block`, how long to wait for room before answering `overloaded`.
-    pub fn block_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.config.block_timeout = timeout;
-        self
-    }
-
-    /// Most events per batch.
-    pub fn max_batch(mut self, n: usize) -> Self {
-        self.config.max_batch = n.max(1);
-        self
-    }
-
-    /// Longest wait for more events after a batch's first.
-    pub fn max_wait(mut self, d: Duration) -> Self {
-        self.config.max_wait = d;
-        self
-    }
-
-    /// Default ack mode of [`Engine::submit`].
-    pub fn ack(mut self, ack: AckMode) -> Self {
-        self.config.ack = ack;
-        self
-    }
-
-    /// Validation limits.
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.config.limits = limits;
-        self
-    }
-
-    /// Idempotency window.
-    pub fn dedup_window(mut self, d: Duration) -> Self {
-        self.config.dedup_window = d;
-        self
-    }
-
-    /// Busy time per applied event (tests and lesson checks: a slow consumer).
-    pub fn apply_delay(mut self, d: Duration) -> Self {
-        self.config.apply_delay = d;
-        self
-    }
-
-    /// With an apply delay: burn it as CPU work (`true`, the default) or
-    /// sleep through it (`false`, an I/O-bound consumer).
-    pub fn apply_delay_busy(mut self, busy: bool) -> Self {
-        self.config.apply_delay_busy = busy;
-        self
-    }
-
-    /// Keeps state in an embedded store in `dir` (created if missing).
-    pub fn data_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
-        self.config.data_dir = Some(dir.into());
-        self
-    }
-
-    /// Checkpoint cadence: by time and by logged batches per shard.
-    pub fn checkpoint(mut self, interval: Duration, batches: u64) -> Self {
-        self.config.checkpoint_interval = interval;
-        self.config.checkpoint_batches = batches.max(1);
-        self
-    }
-
-    /// Adaptive capacity: each shard queue resizes itself within
-    /// `[min, max]` events so its p95 queue wait tracks `target`.
-    pub fn adaptive(mut self, target: Duration, min: usize, max: usize) -> Self {
-        self.config.adaptive = Some(crate::adaptive::AdaptiveConfig::new(target, min, max));
-        self
-    }
-
-    /// Adaptive capacity with every setting given.
-    pub fn adaptive_config(mut self, config: Option<crate::adaptive::AdaptiveConfig>) -> Self {
-        self.config.adaptive = config;
-        self
-    }
-
-    /// Checkpoint also after this many bytes of log per shard (a bound on
-    /// what recovery replays after a crash).
-    pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
-        self.config.checkpoint_bytes = bytes.max(1);
-        self
-    }
-
-    /// Hot-key cache budget per shard in bytes.
-    pub fn cache_bytes(mut self, bytes: usize) -> Self {
-        self.config.cache_bytes = bytes;
-        self
-    }
-
-    /// Registers a custom op: `f(current, event)` returns the new value
-    /// (`None` deletes the key) or a rejection. It runs on the shard thread;
-    /// keep it fast and deterministic.
-    pub fn custom_op<F>(mut self, name: &str, f: F) -> Self
-    where
-        F: Fn(Option<&Value>, &Event) -> Result<Option<Value>, Rejection> + Send + Sync + 'static,
-    {
-        self.custom_ops
-            .insert(std::sync::Arc::from(name), Arc::new(f));
-        self
-    }
-
-    /// The config as built so far.
-    pub fn current_config(&self) -> &EngineConfig {
-        &self.config
-    }
-
-    /// Starts the shard workers. Must be called inside a Tokio runtime only if
-    /// the caller later awaits on the engine (the workers run on their own
-    /// threads either way).
-    pub async fn open(self) -> Result<Engine, EngineError> {
-        let durability = match &self.config.data_dir {
-            None => None,
-            Some(dir) => {
-                let dir = dir.clone();
-                let journal_bytes = self.config.max_journal_bytes;
-                let opened = tokio::task::spawn_blocking(move || {
-                    std::fs::create_dir_all(&dir)?;
-                    // A bounded journal keeps reopening fast: fjall replays its
-                    // journal into memory at open (≈ 0.85 s per million keys
-                    // written since the last flush, measured with the store's
-                    // logbench), so 64 MiB caps that at well under a second.
-                    let options = StoreOptions::default().max_journal_bytes(journal_bytes);
-                    let (store, report) = Store::open(&dir, options)?;
-                    Ok::<_, EngineError>((store, report))
-                })
-                .await
-                .map_err(|e| EngineError::Config(format!("opening the store panicked: {e}")))??;
-                let (store, report) = opened;
-                tracing::info!(
-                    records_replayed = report.records_replayed,
-                    changes = report.changes_applied,
-                    ms = report.duration.as_secs_f64() * 1e3,
-                    "recovery_complete"
-                );
-                Some(Arc::new(Durability::new(store, report)))
-            }
-        };
-        Engine::start(self.config, self.custom_ops, durability)
-    }
 }
 
 struct ShardHandle {
@@ -421,7 +155,11 @@ impl Engine {
         // Without adaptive capacity the controller only keeps the window of
         // recent waits for stats; its decisions are not applied.
         let controller_config = config.adaptive.unwrap_or_else(|| {
-            crate::adaptive::AdaptiveConfig::new(Duration::from_millis(10), 1, usize::MAX / 2)
+            crate::adaptive::AdaptiveConfig::new(
+                crate::adaptive::DEFAULT_TARGET_WAIT,
+                1,
+                usize::MAX / 2,
+            )
         });
         let initial = match config.adaptive {
             Some(a) => config.queue_capacity.clamp(a.min, a.max),
@@ -1036,6 +774,17 @@ impl Engine {
     /// True when the engine keeps its state in a store (a data dir).
     pub fn is_durable(&self) -> bool {
         self.durability().is_some()
+    }
+
+    /// The store's size now: approximate materialized keys and the data
+    /// directory's bytes on disk (`None` when in memory). Reads table
+    /// metadata and file sizes: cheap, but call it per scrape, not per event.
+    pub fn store_size(&self) -> Option<crate::stats::StoreSize> {
+        let d = self.durability()?;
+        Some(crate::stats::StoreSize {
+            keys_approx: d.store.approx_len() as u64,
+            data_dir_bytes: d.store.disk_space().ok(),
+        })
     }
 
     /// Writes a consistent copy of the store to `dir` (which must be empty or
