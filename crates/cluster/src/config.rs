@@ -95,8 +95,17 @@ impl ClusterConfig {
     }
 
     /// Safety margin under the TTL: a commit is refused this long before the
-    /// lease could expire on the server.
+    /// lease could expire on the server ([`lease_margin`]).
     pub fn lease_margin(&self) -> Duration {
-        self.lease_ttl / 5
+        lease_margin(self.lease_ttl)
     }
+}
+
+/// The safety margin under a lease TTL: a fifth of it. A commit is refused
+/// this long before the lease could expire on the server, which covers the
+/// clock drift and the round trip between the node's view and the KV
+/// bucket's (the keepalive runs every quarter TTL, so a healthy node renews
+/// well before the margin starts). The one definition; the node uses it.
+pub fn lease_margin(ttl: Duration) -> Duration {
+    ttl / 5
 }

@@ -176,7 +176,7 @@ impl Node {
     /// The lease deadline for a lease written at `sent` (ms since epoch).
     pub fn deadline_after(&self, sent_ms: u64) -> u64 {
         let ttl = self.infra.lease_ttl;
-        let margin = ttl / 5;
+        let margin = crate::config::lease_margin(ttl);
         sent_ms + (ttl.saturating_sub(margin)).as_millis() as u64
     }
 

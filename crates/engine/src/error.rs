@@ -30,4 +30,13 @@ pub enum EngineError {
     /// A shard worker panicked (a bug); its shard's results were lost.
     #[error("a shard worker panicked")]
     WorkerPanicked,
+    /// A blocking task of the engine (opening the store, a scan, a backup)
+    /// panicked (a bug); the call's work was lost.
+    #[error("{task} panicked: {message}")]
+    TaskPanicked {
+        /// What the task was doing.
+        task: &'static str,
+        /// The panic's message.
+        message: String,
+    },
 }

@@ -229,6 +229,10 @@ pub enum RejectCode {
     ShuttingDown,
     /// The store failed; the engine refuses writes until restarted.
     StoreUnavailable,
+    /// The shard worker failed before answering (a bug: it panicked). The
+    /// event may or may not have been applied; unlike `overloaded` this is
+    /// not back-pressure, and a blind retry is not the cure.
+    WorkerFailed,
 }
 
 impl RejectCode {
@@ -247,6 +251,7 @@ impl RejectCode {
             RejectCode::InvalidOperand => "invalid_operand",
             RejectCode::ShuttingDown => "shutting_down",
             RejectCode::StoreUnavailable => "store_unavailable",
+            RejectCode::WorkerFailed => "worker_failed",
         }
     }
 }

@@ -181,3 +181,29 @@ async fn shutdown_drains_everything_admitted() {
         "nothing admitted after shutdown"
     );
 }
+
+/// Adversary: a worker that panics drops its reply unanswered, and that was
+/// answered `overloaded` — so a client retried a bug as back-pressure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_panic_is_not_answered_overloaded() {
+    let engine = Engine::builder()
+        .shards(1)
+        .custom_op("boom", |_, _| panic!("a bug in a custom op"))
+        .open()
+        .await
+        .expect("opens");
+    let results = engine
+        .submit_with(
+            vec![Event::new("k", statecraft_engine::Op::parse("boom"))],
+            AckMode::Applied,
+        )
+        .await
+        .expect("admitted");
+    match &results[0] {
+        EventResult::Rejected { code, .. } => {
+            assert_eq!(*code, statecraft_engine::RejectCode::WorkerFailed)
+        }
+        other => panic!("a worker panic was answered {other:?}"),
+    }
+    assert!(engine.shutdown().await.is_err(), "the panic is reported");
+}

@@ -414,7 +414,7 @@ impl EngineBuilder {
                     Ok::<_, EngineError>((store, report))
                 })
                 .await
-                .map_err(|e| EngineError::Config(format!("opening the store panicked: {e}")))??;
+                .map_err(|e| super::panicked("opening the store", e))??;
                 let (store, report) = opened;
                 tracing::info!(
                     records_replayed = report.records_replayed,

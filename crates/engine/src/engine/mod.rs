@@ -36,6 +36,14 @@ use statecraft_store::BackupReport;
 
 mod config;
 
+/// The error of a blocking task that panicked (a bug, not a setting).
+fn panicked(task: &'static str, e: tokio::task::JoinError) -> EngineError {
+    EngineError::TaskPanicked {
+        task,
+        message: e.to_string(),
+    }
+}
+
 pub use config::{EngineBuilder, EngineConfig, SettingError, bounds, check_range};
 
 /// How long one admission call waits for room under the `block` policy.
@@ -107,10 +115,15 @@ impl Ticket {
                     }
                 }
                 Err(_) => {
-                    // The sub-batch was dropped by `drop_oldest`, or the
-                    // engine failed before committing it.
+                    // Nobody answered: `drop_oldest` answers what it drops
+                    // (admission sends `overloaded` for it), so a reply
+                    // dropped unanswered means the shard worker died — a
+                    // panic, not back-pressure.
                     for i in indices {
-                        self.results[i as usize] = Some(EventResult::Overloaded);
+                        self.results[i as usize] = Some(EventResult::rejected(
+                            RejectCode::WorkerFailed,
+                            "the shard worker failed before answering (see the server log)",
+                        ));
                     }
                 }
             }
@@ -611,7 +624,7 @@ impl Engine {
                 )
             })
             .await
-            .map_err(|e| EngineError::Config(format!("scan panicked: {e}")))??;
+            .map_err(|e| panicked("a scan", e))??;
             let in_memory: rustc_hash::FxHashSet<String> =
                 live.iter().map(|r| r.key.clone()).collect();
             for (key, s) in stored {
@@ -799,7 +812,7 @@ impl Engine {
         let dir = dir.into();
         tokio::task::spawn_blocking(move || d.store.backup(dir))
             .await
-            .map_err(|e| EngineError::Config(format!("backup panicked: {e}")))?
+            .map_err(|e| panicked("a backup", e))?
             .map_err(EngineError::from)
     }
 
