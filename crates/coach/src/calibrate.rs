@@ -2,16 +2,20 @@
 //!
 //! Inputs are the journal, the clock, the concept and a few signals; the output
 //! is a [`Calibration`]: guide at level 1, 2 or 3, or the discovery answer.
+//! Only real signals count — how often the learner asks is not one of them.
 //! The rules, first match wins:
-//! 1. **Discovery** — the lesson's latest check passed, recently (within
-//!    [`EPISODE_GAP_SECS`]), an earlier one failed (or this is a review and
-//!    everything passes), and no discovery answer has been given since that
-//!    check.
-//! 2. **Level 3** — a misconception stated in the question; or signs of random
-//!    changes: [`RANDOM_ASKS`] or more asks on the concept within
-//!    [`RANDOM_WINDOW_SECS`], or [`RANDOM_FILES`] or more files changed since the
-//!    last coaching; or stuck on the concept for more than [`LEVEL3_AFTER_SECS`].
-//! 3. **Level 2** — stuck on the concept for more than [`LEVEL2_AFTER_SECS`].
+//! 1. **Discovery** — only for a `review` or a question that asks for it: the
+//!    lesson's latest check passed, recently (within [`EPISODE_GAP_SECS`]), an
+//!    earlier one failed (or this review passes everything), and no discovery
+//!    answer has been given since that check.
+//! 2. **Level 3** — a misconception stated in the question; or churn without
+//!    progress: the learner's functions changed at [`CHURN_EDITS`] or more
+//!    asks of the episode while the checks in between kept failing the same
+//!    objectives with the same figures; or stuck on the concept for more than
+//!    [`LEVEL3_AFTER_SECS`].
+//! 3. **Level 2** — stuck on the concept for more than [`LEVEL2_AFTER_SECS`],
+//!    or the same objective of the concept failed at the last
+//!    [`REPEATED_FAILURES`] checks or more.
 //! 4. **Level 1** — first contact, or still early, or making progress (fewer
 //!    objectives failing than when coaching on the concept began).
 //!
@@ -19,6 +23,8 @@
 //! episode restarts after a pause longer than [`EPISODE_GAP_SECS`] or after a
 //! check where every objective of the concept passed. Invariant: a pure
 //! function of its inputs (the clock is an input), so tests move the clock.
+
+use std::collections::BTreeMap;
 
 use crate::journal::{CheckEntry, CoachEntry, Journal};
 use crate::material::LessonMaterial;
@@ -29,12 +35,10 @@ pub const LEVEL2_AFTER_SECS: u64 = 30 * 60;
 pub const LEVEL3_AFTER_SECS: u64 = 60 * 60;
 /// A pause longer than this starts a new episode.
 pub const EPISODE_GAP_SECS: u64 = 3 * 60 * 60;
-/// This many earlier asks on the concept within the window look like guessing.
-pub const RANDOM_ASKS: usize = 3;
-/// The window for [`RANDOM_ASKS`].
-pub const RANDOM_WINDOW_SECS: u64 = 15 * 60;
-/// This many files changed since the last coaching look like random edits.
-pub const RANDOM_FILES: usize = 8;
+/// The same objective failing at this many checks in a row → level 2.
+pub const REPEATED_FAILURES: usize = 3;
+/// Code changed at this many asks while the figures stayed the same → level 3.
+pub const CHURN_EDITS: usize = 3;
 
 /// How direct the help is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -86,12 +90,12 @@ impl Mode {
 pub struct Signals {
     /// The misconception the question states, if any.
     pub misconception: Option<String>,
-    /// Files changed since the last coaching (0 when there was none).
-    pub files_changed: usize,
-    /// Whether there was a previous coaching session at all.
-    pub had_previous_session: bool,
+    /// Fingerprints of the learner's functions now (see `CoachEntry::code`).
+    pub code_now: BTreeMap<String, u64>,
     /// Whether this is a review whose checks all pass right now.
     pub review_all_pass: bool,
+    /// Whether a discovery answer may be given (a review, or the question asks for it).
+    pub discovery_allowed: bool,
 }
 
 /// Why the level is what it is.
@@ -120,12 +124,19 @@ pub enum Reason {
         /// The belief.
         belief: String,
     },
-    /// Many asks in a short time, or many files changed.
+    /// The code keeps changing but the figures do not.
     RandomChanges {
-        /// Earlier asks within the window.
-        recent_asks: usize,
-        /// Files changed since the last coaching.
-        files_changed: usize,
+        /// Asks of the episode at which the learner's code had changed.
+        edits: usize,
+        /// Checks in that span that failed the same objectives.
+        checks_unchanged: usize,
+    },
+    /// The same objective failed at several checks in a row.
+    RepeatedFailure {
+        /// The objective.
+        objective: String,
+        /// How many checks in a row.
+        times: usize,
     },
     /// A check passes after failing.
     CheckNowPasses {
@@ -171,7 +182,9 @@ pub fn calibrate(
         earlier_asks: episode.len(),
     };
 
-    if let Some(fixed) = discovery(&coaching, &checks, lesson, now, signals.review_all_pass) {
+    if signals.discovery_allowed
+        && let Some(fixed) = discovery(&coaching, &checks, lesson, now, signals.review_all_pass)
+    {
         let level = episode.iter().map(|e| e.level).max().unwrap_or(1);
         let level = match level {
             0 | 1 => Level::Gentle,
@@ -189,24 +202,20 @@ pub fn calibrate(
             },
         );
     }
-    let recent_asks = episode
-        .iter()
-        .filter(|e| now.saturating_sub(e.time) <= RANDOM_WINDOW_SECS)
-        .count();
-    let many_files = signals.had_previous_session && signals.files_changed >= RANDOM_FILES;
-    if recent_asks >= RANDOM_ASKS || (many_files && !episode.is_empty()) {
+    let Some(first) = episode.first() else {
+        return base(Mode::Guide, Level::Gentle, Reason::FirstContact);
+    };
+    let (edits, checks_unchanged) = churn(&episode, &checks, &signals.code_now);
+    if edits >= CHURN_EDITS && checks_unchanged >= 2 {
         return base(
             Mode::Guide,
             Level::MostDirect,
             Reason::RandomChanges {
-                recent_asks,
-                files_changed: signals.files_changed,
+                edits,
+                checks_unchanged,
             },
         );
     }
-    let Some(first) = episode.first() else {
-        return base(Mode::Guide, Level::Gentle, Reason::FirstContact);
-    };
     let on_it = now.saturating_sub(first.time);
     if on_it > LEVEL3_AFTER_SECS {
         return base(Mode::Guide, Level::MostDirect, Reason::Stuck { minutes });
@@ -214,10 +223,87 @@ pub fn calibrate(
     if on_it > LEVEL2_AFTER_SECS {
         return base(Mode::Guide, Level::Direct, Reason::Stuck { minutes });
     }
+    if let Some((objective, times)) = repeated_failure(&checks, lesson, concept, now) {
+        return base(
+            Mode::Guide,
+            Level::Direct,
+            Reason::RepeatedFailure { objective, times },
+        );
+    }
     if making_progress(&checks, first.time) {
         return base(Mode::Guide, Level::Gentle, Reason::Progress { minutes });
     }
     base(Mode::Guide, Level::Gentle, Reason::Early { minutes })
+}
+
+/// Churn without progress over the episode: how many asks found the code
+/// changed since the ask before (the current one included), and how many
+/// checks since the episode began failed exactly the same objectives (with
+/// the same figures, when recorded) as the first of them.
+fn churn(
+    episode: &[&CoachEntry],
+    checks: &[&CheckEntry],
+    code_now: &BTreeMap<String, u64>,
+) -> (usize, usize) {
+    let Some(first) = episode.first() else {
+        return (0, 0);
+    };
+    let mut edits = 0;
+    let mut prev: Option<&BTreeMap<String, u64>> = None;
+    for e in episode {
+        if let Some(p) = prev
+            && !p.is_empty()
+            && !e.code.is_empty()
+            && p != &e.code
+        {
+            edits += 1;
+        }
+        prev = Some(&e.code);
+    }
+    if let Some(p) = prev
+        && !p.is_empty()
+        && !code_now.is_empty()
+        && p != code_now
+    {
+        edits += 1;
+    }
+    let since: Vec<&&CheckEntry> = checks.iter().filter(|c| c.time >= first.time).collect();
+    let unchanged = match since.first() {
+        Some(c0) if !c0.passed => since
+            .iter()
+            .take_while(|c| c.failed == c0.failed && c.figures == c0.figures)
+            .count(),
+        _ => 0,
+    };
+    (edits, unchanged)
+}
+
+/// The concept's objective that failed at the last [`REPEATED_FAILURES`]
+/// checks or more (recent ones: within [`EPISODE_GAP_SECS`]), and how often.
+fn repeated_failure(
+    checks: &[&CheckEntry],
+    lesson: &LessonMaterial,
+    concept: &str,
+    now: u64,
+) -> Option<(String, usize)> {
+    let recent: Vec<&&CheckEntry> = checks
+        .iter()
+        .filter(|c| now.saturating_sub(c.time) <= EPISODE_GAP_SECS)
+        .collect();
+    lesson
+        .objectives
+        .iter()
+        .filter(|o| o.concept == concept)
+        .map(|o| {
+            let times = recent
+                .iter()
+                .rev()
+                .take_while(|c| c.failed.contains(&o.id))
+                .count();
+            (o.id.clone(), times)
+        })
+        .filter(|(_, t)| *t >= REPEATED_FAILURES)
+        .max_by_key(|(_, t)| *t)
 }
 
 /// The asks on `concept` in the current episode, oldest first.
@@ -345,7 +431,22 @@ mod tests {
             question: String::new(),
             given: vec![],
             source: "offline".into(),
+            code: BTreeMap::new(),
         })
+    }
+
+    fn ask_with_code(time: u64, hash: u64) -> JournalEntry {
+        match ask(time, 1) {
+            JournalEntry::Coach(mut e) => {
+                e.code = code(hash);
+                JournalEntry::Coach(e)
+            }
+            other => other,
+        }
+    }
+
+    fn code(hash: u64) -> BTreeMap<String, u64> {
+        BTreeMap::from([("main.py::apply".to_string(), hash)])
     }
 
     fn check(time: u64, failed: &[&str]) -> JournalEntry {
@@ -354,6 +455,7 @@ mod tests {
             passed: failed.is_empty(),
             time,
             failed: failed.iter().map(|s| s.to_string()).collect(),
+            figures: BTreeMap::new(),
         })
     }
 
@@ -384,24 +486,73 @@ mod tests {
     }
 
     #[test]
-    fn misconception_and_random_asks_go_straight_to_level_3() {
+    fn a_misconception_goes_straight_to_level_3() {
         let s = Signals {
             misconception: Some("a lock fixes it".into()),
             ..Default::default()
         };
         assert_eq!(cal(vec![], T, &s).level, Level::MostDirect);
-        let quick = vec![ask(T, 1), ask(T + 60, 1), ask(T + 120, 1)];
+    }
+
+    #[test]
+    fn asking_often_is_not_random_changes() {
+        // Four quick questions, no code change, no check: still level 1.
+        let quick = vec![ask(T, 1), ask(T + 60, 1), ask(T + 120, 1), ask(T + 150, 1)];
         let c = cal(quick, T + 180, &Signals::default());
-        assert_eq!(c.level, Level::MostDirect);
-        assert!(matches!(
+        assert_eq!(c.level, Level::Gentle, "{c:?}");
+        assert!(matches!(c.reason, Reason::Early { .. }), "{c:?}");
+    }
+
+    #[test]
+    fn churn_without_a_change_in_the_figure_is_level_3() {
+        let entries = vec![
+            ask_with_code(T, 1),
+            check(T + 60, &["final_state"]),
+            ask_with_code(T + 120, 2),
+            check(T + 180, &["final_state"]),
+            ask_with_code(T + 240, 3),
+        ];
+        let s = Signals {
+            code_now: code(4),
+            ..Default::default()
+        };
+        let c = cal(entries.clone(), T + 300, &s);
+        assert_eq!(c.level, Level::MostDirect, "{c:?}");
+        assert_eq!(
             c.reason,
-            Reason::RandomChanges { recent_asks: 3, .. }
-        ));
+            Reason::RandomChanges {
+                edits: 3,
+                checks_unchanged: 2
+            }
+        );
+        // The same edits with a check that moved: not churn.
+        let mut moving = entries;
+        moving[3] = check(T + 180, &[]);
+        assert_ne!(cal(moving, T + 300, &s).level, Level::MostDirect);
+    }
+
+    #[test]
+    fn the_same_objective_failing_again_and_again_is_level_2() {
+        let entries = vec![
+            ask(T, 1),
+            check(T + 60, &["final_state"]),
+            check(T + 120, &["final_state"]),
+            check(T + 180, &["final_state"]),
+        ];
+        let c = cal(entries, T + 240, &Signals::default());
+        assert_eq!(c.level, Level::Direct, "{c:?}");
+        assert!(matches!(c.reason, Reason::RepeatedFailure { times: 3, .. }));
     }
 
     #[test]
     fn a_check_that_now_passes_is_a_discovery_once() {
-        let s = Signals::default();
+        let s = Signals {
+            discovery_allowed: true,
+            ..Default::default()
+        };
+        // A plain question is answered as asked, even right after the pass.
+        let plain = vec![check(T, &["final_state"]), check(T + 600, &[])];
+        assert_eq!(cal(plain, T + 700, &Signals::default()).mode, Mode::Guide);
         let entries = vec![
             check(T, &["final_state"]),
             ask(T + 10, 1),

@@ -1,10 +1,12 @@
 //! What kind of question the learner asked: deterministic rules over its words.
 //!
 //! Each kind has signal words (1 point) and markers (3 points) in the playbook;
-//! an error fragment from the lesson counts 3 for `bug`. The highest score wins,
-//! ties go to the earlier kind of [`QuestionKind::PRIORITY`], and a question with
-//! no signal is conceptual. Invariant: the same question and lesson always give
-//! the same kind — no randomness, no clock.
+//! symptoms ("isn't", "never", "keeps", "wrong") are `bug` markers, and an
+//! error message known to any lesson (or to the playbook's table) counts 3 for
+//! `bug`. The highest score wins, ties go to the earlier kind of
+//! [`QuestionKind::PRIORITY`], and a question with no signal is conceptual.
+//! Invariant: the same question and error list always give the same kind — no
+//! randomness, no clock.
 
 use crate::material::LessonMaterial;
 use crate::playbook::Playbook;
@@ -81,8 +83,20 @@ impl QuestionKind {
     }
 }
 
-/// Classifies a question. `lesson` contributes its error fragments to `bug`.
-pub fn classify(question: &str, lesson: &LessonMaterial, book: &Playbook) -> QuestionKind {
+/// Every error fragment of `lessons` and of the playbook's table.
+pub fn all_errors(lessons: &[&LessonMaterial], book: &Playbook) -> Vec<String> {
+    let mut out: Vec<String> = lessons
+        .iter()
+        .flat_map(|l| l.concepts.iter().flat_map(|c| c.errors.iter().cloned()))
+        .collect();
+    out.extend(book.errors.iter().map(|e| e.fragment.clone()));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Classifies a question. `errors` (see [`all_errors`]) count for `bug`.
+pub fn classify(question: &str, errors: &[String], book: &Playbook) -> QuestionKind {
     let toks = words::tokens(question);
     let lower = question.to_lowercase();
     let mut best = (0usize, QuestionKind::Conceptual);
@@ -100,11 +114,13 @@ pub fn classify(question: &str, lesson: &LessonMaterial, book: &Playbook) -> Que
             .iter()
             .filter(|m| lower.contains(&m.to_lowercase()))
             .count();
+        // "Should the controller use A or B?" weighs two options: a design decision.
+        if kind == QuestionKind::Design && lower.contains("should") && lower.contains(" or ") {
+            score += 3;
+        }
         if kind == QuestionKind::Bug {
-            score += 3 * lesson
-                .concepts
+            score += 3 * errors
                 .iter()
-                .flat_map(|c| &c.errors)
                 .filter(|e| words::contains_fragment(question, e))
                 .count();
         }
@@ -148,7 +164,7 @@ mod tests {
     #[test]
     fn table_of_questions() -> Result<(), crate::error::CoachError> {
         let book = Playbook::builtin()?;
-        let l = lesson();
+        let l = all_errors(&[&lesson()], &book);
         let table = [
             (
                 "What is the difference between threads and processes?",
@@ -187,6 +203,18 @@ mod tests {
                 QuestionKind::Performance,
             ),
             ("hmm", QuestionKind::Conceptual),
+            (
+                "My collect_batch function isn't respecting the deadline properly",
+                QuestionKind::Bug,
+            ),
+            (
+                "my queue keeps filling up and never drains",
+                QuestionKind::Bug,
+            ),
+            (
+                "ValueError: Pipe transport is for pipes/sockets only.",
+                QuestionKind::Bug,
+            ),
         ];
         for (q, want) in table {
             assert_eq!(classify(q, &l, &book), want, "{q}");

@@ -8,19 +8,33 @@
 //! and 3 the whole pattern — always with its gaps); next steps with an
 //! experiment to predict and then run. Then the code that was looked at.
 //!
-//! Invariant (rule 6 of the coach): no code block of an answer is longer than
-//! [`MAX_SOLUTION_LINES`] lines without a `TODO` gap. Patterns come only from
-//! the lesson or the playbook and are shown only when they hold the gap marker;
-//! learner excerpts are at most `workspace::EXCERPT_LINES` (6) lines. A test
-//! over every lesson asserts it.
+//! The answer is about the learner's code: the gap names the function the
+//! question is about ([`crate::code`]) and its lines (the gap, the call, the
+//! traceback line), one guiding question starts from such a line, and the
+//! experiment says where to add a print. The acknowledgement states facts
+//! ([`crate::facts`]) — never a fixed sentence.
+//!
+//! Invariant (rule 6 of the coach): no code block the coach writes is longer
+//! than [`MAX_SOLUTION_LINES`] lines without a `TODO` gap, and hint + pattern
+//! never complete the code together: patterns come only from the lesson or the
+//! playbook and are shown only when they hold the gap marker, and a hint that
+//! assigns a name the pattern leaves to a gap has that expression redacted
+//! ([`crate::judge::redact_gap_outputs`]). The learner's own function is
+//! quoted back under "What I looked at" — it is theirs, not a solution. Tests
+//! over every lesson, level and language (against the reference solutions)
+//! assert it.
 
 use crate::answer::{Answer, ConceptRef, Part, Section, Source};
 use crate::calibrate::{Calibration, Level, Mode, Reason};
 use crate::checks::ReviewChecks;
 use crate::classify::QuestionKind;
-use crate::locate::Located;
+use crate::code::Anchor;
+use crate::facts::Facts;
+use crate::judge::{gap_outputs, redact_gap_outputs};
+use crate::locate::{ErrorHit, Located};
 use crate::material::{ConceptMaterial, GAP_MARKER, Lang, LessonMaterial};
 use crate::playbook::{Fill, Playbook, fill};
+use crate::workspace::Excerpt;
 use crate::workspace::{CodeReview, FileReason, WorkspaceSettings};
 
 /// The longest code block allowed without a gap, in lines.
@@ -54,6 +68,13 @@ pub struct Situation<'a> {
     pub settings: &'a WorkspaceSettings,
     /// Journal path and entry count for this lesson (for sources).
     pub journal: (&'a str, usize),
+    /// The lesson the learner asked about (differs from `lesson` when an
+    /// error message belongs to another lesson).
+    pub asked_lesson: u32,
+    /// The error message that moved the answer to another lesson.
+    pub cross: Option<&'a ErrorHit>,
+    /// What the learner has done, as facts.
+    pub facts: &'a Facts,
 }
 
 /// Composes the offline answer.
@@ -126,10 +147,22 @@ fn guide(s: &Situation<'_>, book: &Playbook, given: &mut Vec<String>) -> Vec<Sec
         gap.push(' ');
         gap.push_str(&fill(&p.gap, &f));
     }
-    for err in &s.located.errors_matched {
+    if let Some(hit) = s.cross {
         gap.push_str(&format!(
-            "\n\nThe message `{err}` is a classic symptom of this concept, not a typo to patch around."
+            "\n\nYou asked on lesson {}, but the message `{}` is the subject of lesson {} (\"{}\"), \
+             so this answer uses that lesson's material.",
+            s.asked_lesson, hit.fragment, s.lesson.number, s.concept.section
         ));
+    } else {
+        for err in &s.located.errors_matched {
+            gap.push_str(&format!(
+                "\n\nThe message `{err}` is a classic symptom of this concept, not a typo to patch around."
+            ));
+        }
+    }
+    if let Some(ex) = primary(s) {
+        gap.push_str("\n\n");
+        gap.push_str(&code_reference(ex));
     }
     for fig in s.checks.figures().iter().filter(|f| !f.passed) {
         gap.push_str(&format!(
@@ -170,10 +203,19 @@ fn guide(s: &Situation<'_>, book: &Playbook, given: &mut Vec<String>) -> Vec<Sec
              Section \"{}\" shows why; find the sentence that contradicts it.",
             s.concept.section
         )),
-        Reason::RandomChanges { .. } => {
-            gap.push_str("\n\n");
+        Reason::RandomChanges {
+            edits,
+            checks_unchanged,
+        } => {
+            gap.push_str(&format!(
+                "\n\nYour code changed at {edits} of your questions on this, and {checks_unchanged} checks \
+                 in that time failed the same objectives: the changes are not moving the figure. "
+            ));
             gap.push_str(&book.techniques.stuck_loop);
         }
+        Reason::RepeatedFailure { objective, times } => gap.push_str(&format!(
+            "\n\n`{objective}` has failed at your last {times} checks, so let us get more concrete."
+        )),
         Reason::Stuck { minutes } if level == Level::MostDirect => gap.push_str(&format!(
             "\n\nYou have been on this for about {minutes} minutes — here is the most direct help \
              I can give without taking the discovery away from you."
@@ -231,8 +273,13 @@ fn guide(s: &Situation<'_>, book: &Playbook, given: &mut Vec<String>) -> Vec<Sec
         };
         match hint_text {
             Some(h) => {
+                let outputs = gap_outputs(s.concept.patterns.for_lang(lang));
+                let (h, redacted) = redact_gap_outputs(h, &outputs);
                 hint.push_str(&format!("{label}: {h}"));
                 given.push(format!("hint:{}", level as u8));
+                if redacted {
+                    given.push("hint:redacted".into());
+                }
             }
             None => hint.push_str(&format!(
                 "{label}: reread \"{}\" and write down the one rule it states.",
@@ -263,6 +310,21 @@ fn guide(s: &Situation<'_>, book: &Playbook, given: &mut Vec<String>) -> Vec<Sec
         );
     }
     steps.push(fill(&book.techniques.predict_then_test, &f));
+    if let Some(ex) = primary(s)
+        && let (Some(func), Some(p)) = (&ex.function, ex.pointers.first())
+    {
+        let log = match lang {
+            Lang::Python => "`print(..., file=sys.stderr)`",
+            Lang::Rust => "`eprintln!`",
+        };
+        steps.push(format!(
+            "In `{func}`, right after line {} (`{}`), log with {log} the values that line works with \
+             and the time; predict what the log will show for a lone event and for a burst, then run \
+             it and compare.",
+            p.line,
+            short(&p.code)
+        ));
+    }
     given.push(format!(
         "experiment:{}",
         turn % s.concept.experiments.len().max(1)
@@ -289,45 +351,107 @@ fn guide(s: &Situation<'_>, book: &Playbook, given: &mut Vec<String>) -> Vec<Sec
     sections
 }
 
-fn acknowledge(s: &Situation<'_>, book: &Playbook, f: &Fill<'_>) -> String {
-    let figures = s.checks.figures();
-    let passing: Vec<String> = figures
-        .iter()
-        .filter(|c| c.passed)
-        .map(|c| format!("`{}` ({}; target {})", c.objective, c.figure, c.target))
-        .collect();
-    let mut out = if !passing.is_empty() {
-        format!(
-            "Your program already passes {} of {} objectives: {}. That part works — keep it working.",
-            passing.len(),
-            figures.len(),
-            passing.join(", ")
-        )
-    } else if s.kind == QuestionKind::Review {
-        book.review.acknowledge_none.clone()
-    } else if matches!(s.calibration.reason, Reason::Progress { .. }) {
-        "Since you last asked, fewer objectives fail: you are making progress, so this answer asks \
-         more and tells less."
-            .to_string()
-    } else {
-        book.kind(s.kind)
-            .map(|p| fill(&p.acknowledge, f))
-            .unwrap_or_default()
-    };
-    let named: Vec<&str> = s
-        .review
-        .excerpts
-        .iter()
-        .filter(|e| e.reason == FileReason::Named)
-        .map(|e| e.path.as_str())
-        .collect();
-    if !named.is_empty() {
+fn acknowledge(s: &Situation<'_>, book: &Playbook, _f: &Fill<'_>) -> String {
+    let mut facts = s.facts.all();
+    if s.kind == QuestionKind::Review && !matches!(s.checks, ReviewChecks::NotRun) {
+        facts.insert(0, book.review.acknowledge_none.clone());
+    }
+    if matches!(s.calibration.reason, Reason::Progress { .. }) {
+        facts.push(
+            "Fewer objectives fail than when you started on this, so this answer asks more and tells less."
+                .to_string(),
+        );
+    }
+    if let Some(ex) = primary(s)
+        && ex.anchor == Some(Anchor::Named)
+        && let Some(func) = &ex.function
+    {
+        facts.push(format!(
+            "You pointed at `{func}`, and that is the function to look at ({}).",
+            ex.location()
+        ));
+    }
+    if let Some(ex) = primary(s)
+        && ex.anchor == Some(Anchor::Traceback)
+    {
+        facts.push(format!(
+            "You brought the whole traceback: it points into {}.",
+            ex.title()
+        ));
+    }
+    if facts.is_empty() {
+        let runs = if s.journal.1 == 0 {
+            format!(
+                "no check run or earlier question on lesson {} is in your journal",
+                s.lesson.number
+            )
+        } else {
+            "nothing in your journal says what passes yet".to_string()
+        };
+        return format!(
+            "Nothing to build on yet beyond your question: {runs}. Run the checks once so the next \
+             answer can start from a measured figure."
+        );
+    }
+    facts.join(" ")
+}
+
+/// The excerpt the answer is about: the first one that shows a function.
+fn primary<'a>(s: &'a Situation<'a>) -> Option<&'a Excerpt> {
+    s.review.excerpts.iter().find(|e| e.function.is_some())
+}
+
+/// "In `collect_batch` (main.py:128-135) — you named it: line 131 …"
+fn code_reference(ex: &Excerpt) -> String {
+    let why = ex.anchor.map(|a| a.describe()).unwrap_or("your program");
+    let mut out = format!("In your code: {} — {why}.", ex.title());
+    for p in &ex.pointers {
         out.push_str(&format!(
-            " Pointing at the file (`{}`) was right: the answer is in code you can see.",
-            named.join("`, `")
+            " Line {} (`{}`) is {}.",
+            p.line,
+            short(&p.code),
+            p.why.replace("it uses", "where it uses")
         ));
     }
     out
+}
+
+/// A guiding question that starts from a line of the learner's function.
+fn code_question(ex: &Excerpt, concept: &str) -> Option<String> {
+    let func = ex.function.as_deref()?;
+    let p = ex
+        .pointers
+        .iter()
+        .find(|p| p.why != "your gap")
+        .or(ex.pointers.first())?;
+    Some(match p.why.as_str() {
+        "the line in your traceback" => format!(
+            "Line {} of `{func}` (`{}`) is where it broke: which value there is not what you \
+             assumed, and where was it last set?",
+            p.line,
+            short(&p.code)
+        ),
+        "your gap" => format!(
+            "Line {} of `{func}` is your gap: say in one sentence what it must do, and which names \
+             must exist after it, before you write any code.",
+            p.line
+        ),
+        _ => format!(
+            "In `{func}`, line {} reads `{}`: what does that line decide about {concept}, and when \
+             does it stop waiting?",
+            p.line,
+            short(&p.code)
+        ),
+    })
+}
+
+fn short(code: &str) -> String {
+    let c = code.trim();
+    if c.chars().count() > 70 {
+        format!("{}…", c.chars().take(70).collect::<String>())
+    } else {
+        c.to_string()
+    }
 }
 
 fn questions(s: &Situation<'_>, book: &Playbook, f: &Fill<'_>) -> Vec<String> {
@@ -343,6 +467,9 @@ fn questions(s: &Situation<'_>, book: &Playbook, f: &Fill<'_>) -> Vec<String> {
         QuestionKind::Review => &book.review.questions,
         k => book.kind(k).map(|p| p.questions.as_slice()).unwrap_or(&[]),
     };
+    if let Some(q) = primary(s).and_then(|ex| code_question(ex, &s.concept.title)) {
+        add(q, &mut out);
+    }
     let progressing = matches!(s.calibration.reason, Reason::Progress { .. });
     match s.calibration.level {
         // Making progress: more questions, the same light help.
@@ -352,7 +479,9 @@ fn questions(s: &Situation<'_>, book: &Playbook, f: &Fill<'_>) -> Vec<String> {
             }
         }
         Level::Gentle => {
-            for i in 0..cq.len().min(2) {
+            // A symptom deserves one more question of the concept's own.
+            let n = if s.kind.is_implementing() { 3 } else { 2 };
+            for i in 0..cq.len().min(n) {
                 add(cq[(turn + i) % cq.len()].clone(), &mut out);
             }
             if let Some(q) = kind_qs.first() {
@@ -471,7 +600,11 @@ fn code_section(s: &Situation<'_>) -> Option<Section> {
             FileReason::Changed => "changed since last time",
             FileReason::Program => "your program",
         };
-        body.push_str(&format!("\n`{}` ({why}):\n\n", ex.location()));
+        let why = match ex.anchor {
+            Some(a) => format!("{why}; {}", a.describe()),
+            None => why.to_string(),
+        };
+        body.push_str(&format!("\n{} ({why}):\n\n", ex.title()));
         let fence = if ex.path.ends_with(".rs") {
             "rust"
         } else if ex.path.ends_with(".py") {
@@ -498,7 +631,20 @@ fn discovery(s: &Situation<'_>, book: &Playbook, given: &mut Vec<String>) -> Vec
     };
     let mut sections = Vec::new();
 
-    let mut found = book.discovery.acknowledge.clone();
+    let mut found = if s.facts.own_changes && !s.facts.fixed.is_empty() {
+        format!(
+            "It passes now, and the change that did it is yours. {}",
+            book.discovery.acknowledge
+        )
+    } else if !s.facts.fixed.is_empty() {
+        format!("It passes now. {}", book.discovery.acknowledge)
+    } else {
+        "Every objective passes in this review.".to_string()
+    };
+    for fact in s.facts.all() {
+        found.push(' ');
+        found.push_str(&fact);
+    }
     let figures = s.checks.figures();
     let objectives: Vec<String> = fixed
         .iter()

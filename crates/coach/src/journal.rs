@@ -8,6 +8,7 @@
 //! skipped, never an error, so a damaged journal degrades calibration to
 //! "first contact" instead of stopping the coach.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,10 @@ pub struct CoachEntry {
     /// `offline` or `llm`.
     #[serde(default)]
     pub source: String,
+    /// Fingerprints of the learner's functions when the answer was given
+    /// (`main.py::collect_batch` → hash): what changed between two asks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub code: BTreeMap<String, u64>,
 }
 
 /// One check run, as the checker records it.
@@ -60,6 +65,9 @@ pub struct CheckEntry {
     /// Ids of the objectives that failed.
     #[serde(default)]
     pub failed: Vec<String>,
+    /// The measured figure per objective, when the checker recorded them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub figures: BTreeMap<String, String>,
 }
 
 /// A journal line the coach understands.
@@ -195,6 +203,7 @@ not json
             passed: true,
             time: 5,
             failed: vec![],
+            figures: BTreeMap::new(),
         }))?;
         let again = Journal::read(dir.path())?;
         assert_eq!(again.entries, journal.entries);

@@ -125,7 +125,8 @@ fn score(
     let mut errors = Vec::new();
     for cue in &concept.cues {
         if words::contains_phrase(q, cue) {
-            score += 3;
+            // A longer phrase is more specific: one more point per extra word.
+            score += 3 + words::tokens(cue).len().saturating_sub(1);
             evidence.push(format!("cue \"{cue}\" in the question"));
         }
     }
@@ -189,4 +190,61 @@ fn score(
         evidence.push(format!("{code_hits} cue word(s) in your code"));
     }
     (score, evidence, errors)
+}
+
+/// The shortest error fragment that may move an answer to another lesson.
+pub const MIN_CROSS_FRAGMENT: usize = 12;
+
+/// An error message of a question, found in some lesson's material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorHit {
+    /// The lesson that teaches it.
+    pub lesson: u32,
+    /// The concept id there.
+    pub concept: String,
+    /// The fragment matched.
+    pub fragment: String,
+}
+
+/// Every error fragment of every lesson found in `question`, the most
+/// specific only (a fragment contained in a longer matched one is dropped),
+/// longest first; among equals, `prefer`'s lesson first, then lesson order.
+/// When `prefer`'s lesson has a hit of its own, only its hits are kept (the
+/// lesson asked about knows the message); a fragment shorter than
+/// [`MIN_CROSS_FRAGMENT`] characters never moves the answer to another lesson.
+pub fn error_hits(question: &str, lessons: &[&LessonMaterial], prefer: u32) -> Vec<ErrorHit> {
+    let mut hits: Vec<ErrorHit> = Vec::new();
+    for l in lessons {
+        for c in &l.concepts {
+            for e in &c.errors {
+                if words::contains_fragment(question, e) {
+                    hits.push(ErrorHit {
+                        lesson: l.number,
+                        concept: c.id.clone(),
+                        fragment: e.clone(),
+                    });
+                }
+            }
+        }
+    }
+    if hits.iter().any(|h| h.lesson == prefer) {
+        hits.retain(|h| h.lesson == prefer);
+    } else {
+        hits.retain(|h| h.fragment.len() >= MIN_CROSS_FRAGMENT);
+    }
+    let frags: Vec<String> = hits.iter().map(|h| h.fragment.to_lowercase()).collect();
+    hits.retain(|h| {
+        let low = h.fragment.to_lowercase();
+        !frags
+            .iter()
+            .any(|o| o.len() > low.len() && o.contains(&low))
+    });
+    hits.sort_by_key(|h| {
+        (
+            std::cmp::Reverse(h.fragment.len()),
+            h.lesson != prefer,
+            h.lesson,
+        )
+    });
+    hits
 }

@@ -196,3 +196,46 @@ pub fn load(
         .map(|l| LessonMaterial::from_lesson(&l))
         .map_err(|e| crate::CoachError::Lesson(e.to_string()))
 }
+
+/// Every built-in lesson's number (1–9), from the names of the compiled-in files.
+pub fn builtin_numbers() -> Vec<u32> {
+    statecraft_learn::builtin::lessons()
+        .iter()
+        .filter_map(|(name, _)| name.get(..3)?.parse().ok())
+        .collect()
+}
+
+/// The other lessons of the course (the workspace's copy first, else the
+/// built-in one), for looking an error message up across lessons. A lesson
+/// that fails to load is left out: the current lesson still answers.
+pub fn library(workspace: &std::path::Path, except: u32) -> Vec<LessonMaterial> {
+    builtin_numbers()
+        .into_iter()
+        .filter(|n| *n != except)
+        .filter_map(|n| load(n, Some(workspace)).ok())
+        .collect()
+}
+
+impl LessonMaterial {
+    /// Adds the playbook's extra cue phrases and error messages of this
+    /// lesson's concepts (how learners ask, other Python versions' wording).
+    pub fn augment(&mut self, book: &crate::playbook::Playbook) {
+        let number = self.number;
+        for c in &mut self.concepts {
+            for cue in book.extra_cues(number, &c.id) {
+                if !c.cues.contains(cue) {
+                    c.cues.push(cue.clone());
+                }
+            }
+            for e in book
+                .errors
+                .iter()
+                .filter(|e| e.lesson == number && e.concept == c.id)
+            {
+                if !c.errors.contains(&e.fragment) {
+                    c.errors.push(e.fragment.clone());
+                }
+            }
+        }
+    }
+}

@@ -22,8 +22,6 @@ pub struct KindPlay {
     /// Raw fragments that signal it strongly (3 points each).
     #[serde(default)]
     pub markers: Vec<String>,
-    /// What to acknowledge.
-    pub acknowledge: String,
     /// How to name the gap, generically.
     pub gap: String,
     /// Generic guiding questions for this kind.
@@ -35,7 +33,7 @@ pub struct KindPlay {
 /// Material for a `review` without a question.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ReviewPlay {
-    /// Acknowledgement when nothing passes yet.
+    /// Acknowledgement of having run the checks at all.
     pub acknowledge_none: String,
     /// Generic questions about check results.
     pub questions: Vec<String>,
@@ -63,7 +61,10 @@ pub struct Techniques {
 /// Material for the discovery answer (a check that now passes).
 #[derive(Debug, Clone, Deserialize)]
 pub struct DiscoveryPlay {
-    /// The acknowledgement.
+    /// Phrases of a question that asks for the discovery answer ("why does it pass now").
+    #[serde(default)]
+    pub asks: Vec<String>,
+    /// The invitation after the facts.
     pub acknowledge: String,
     /// Explain-it-back questions.
     pub questions: Vec<String>,
@@ -92,9 +93,38 @@ impl Profiling {
     }
 }
 
+/// An error message the coach knows beyond the lessons' own lists (another
+/// Python version's wording, a message two lessons share), mapped to a concept.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KnownError {
+    /// The message fragment, matched ignoring case and runs of whitespace.
+    pub fragment: String,
+    /// The lesson that teaches it.
+    pub lesson: u32,
+    /// The concept id in that lesson.
+    pub concept: String,
+}
+
+/// Extra cue phrases for a lesson's concept (how learners actually ask).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExtraCues {
+    /// The lesson.
+    pub lesson: u32,
+    /// The concept id.
+    pub concept: String,
+    /// Phrases (matched on word boundaries).
+    pub cues: Vec<String>,
+}
+
 /// The whole playbook.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Playbook {
+    /// Error messages looked up across every lesson.
+    #[serde(default)]
+    pub errors: Vec<KnownError>,
+    /// Extra cues per concept.
+    #[serde(default)]
+    pub cues: Vec<ExtraCues>,
     /// Per kind of question, keyed `bug`, `performance`, `design`, `stuck`, `conceptual`.
     pub kinds: BTreeMap<String, KindPlay>,
     /// Review material.
@@ -108,6 +138,14 @@ pub struct Playbook {
 }
 
 impl Playbook {
+    /// Extra cue phrases for `concept` of `lesson`.
+    pub fn extra_cues(&self, lesson: u32, concept: &str) -> impl Iterator<Item = &String> {
+        self.cues
+            .iter()
+            .filter(move |c| c.lesson == lesson && c.concept == concept)
+            .flat_map(|c| c.cues.iter())
+    }
+
     /// Parses the built-in playbook.
     pub fn builtin() -> Result<Playbook, CoachError> {
         let book: Playbook =

@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 use crate::answer::Answer;
 use crate::calibrate::{Signals, calibrate};
 use crate::checks::ReviewChecks;
-use crate::classify::{QuestionKind, classify};
+use crate::classify::{QuestionKind, all_errors, classify};
+use crate::code::CodeQuery;
 use crate::compose::{Situation, compose};
 use crate::error::CoachError;
 use crate::journal::{CoachEntry, Journal, JournalEntry};
-use crate::locate::{LocateInput, locate};
+use crate::locate::{LocateInput, error_hits, locate};
 use crate::material::LessonMaterial;
 use crate::playbook::Playbook;
 use crate::workspace::{CodeReview, WorkspaceSettings, review};
@@ -56,8 +57,10 @@ impl Ask {
 /// A prepared session: the offline answer and everything it was built from.
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// The lesson.
+    /// The lesson that answers (the asked one, or the lesson an error message belongs to).
     pub lesson: LessonMaterial,
+    /// The lesson the learner asked about.
+    pub asked_lesson: u32,
     /// The workspace root.
     pub workspace: PathBuf,
     /// Workspace settings.
@@ -92,53 +95,130 @@ impl Session {
             });
         }
         let book = Playbook::builtin()?;
+        let asked_lesson = lesson.number;
+        let mut lesson = lesson;
+        lesson.augment(&book);
+        let mut library = crate::material::library(workspace, asked_lesson);
+        for l in &mut library {
+            l.augment(&book);
+        }
         let settings = WorkspaceSettings::read(workspace)?;
         let journal = Journal::read(workspace)?;
         let last_session = journal.last_coaching().map(|e| e.time);
-        let focus: Vec<String> = lesson
-            .concepts
-            .iter()
-            .flat_map(|c| c.cues.clone())
-            .collect();
-        let review = review(workspace, &settings, ask.text(), last_session, &focus);
+        let question = ask.text();
 
+        // What kind of question: symptoms and error messages of every lesson.
+        let mut all: Vec<&LessonMaterial> = vec![&lesson];
+        all.extend(library.iter());
         let kind = match &ask {
             Ask::Review => QuestionKind::Review,
-            Ask::Question(q) => classify(q, &lesson, &book),
+            Ask::Question(q) => classify(q, &all_errors(&all, &book), &book),
         };
-        let journal_failing: Vec<String> = journal
-            .checks(lesson.number)
-            .last()
-            .map(|c| c.failed.clone())
-            .unwrap_or_default();
+        // An error message belongs to the lesson that teaches it.
+        let hits = error_hits(question, &all, asked_lesson);
+        let cross = hits.first().filter(|h| h.lesson != asked_lesson).cloned();
+        if let Some(hit) = &cross
+            && let Some(i) = library.iter().position(|l| l.number == hit.lesson)
+        {
+            lesson = library.swap_remove(i);
+        }
+
+        let journal_failing: Vec<String> = if cross.is_some() {
+            Vec::new()
+        } else {
+            journal
+                .checks(lesson.number)
+                .last()
+                .map(|c| c.failed.clone())
+                .unwrap_or_default()
+        };
         let failing = match &checks {
-            ReviewChecks::Ran(_) => checks.failing(),
+            ReviewChecks::Ran(_) if cross.is_none() => checks.failing(),
             _ => journal_failing.clone(),
         };
         let last_concept = journal
             .coaching(lesson.number)
             .last()
             .map(|e| e.concept.clone());
-        let code: Vec<String> = review.excerpts.iter().map(|e| e.lines.join("\n")).collect();
-        let located = locate(
+        fn locate_input<'a>(
+            question: &'a str,
+            code: Vec<&'a str>,
+            failing: &[String],
+            review: bool,
+            last_concept: Option<&'a str>,
+        ) -> LocateInput<'a> {
+            LocateInput {
+                question,
+                code,
+                failing: failing.to_vec(),
+                review,
+                last_concept,
+            }
+        }
+        let is_review = matches!(ask, Ask::Review);
+        // First from the words alone, to know which code to read …
+        let first = locate(
             &lesson,
-            &LocateInput {
-                question: ask.text(),
-                code: code.iter().map(String::as_str).collect(),
-                failing,
-                review: matches!(ask, Ask::Review),
-                last_concept: last_concept.as_deref(),
-            },
+            &locate_input(
+                question,
+                vec![],
+                &failing,
+                is_review,
+                last_concept.as_deref(),
+            ),
         )
         .ok_or(CoachError::NoConcepts {
             lesson: lesson.number,
         })?;
+        let cues_of = |idx: usize| lesson.concepts[idx].cues.clone();
+        let failing_cues: Vec<String> = failing
+            .iter()
+            .filter_map(|id| lesson.objective(id))
+            .filter_map(|o| lesson.concept(&o.concept))
+            .flat_map(|c| c.cues.clone())
+            .collect();
+        let query = CodeQuery {
+            question,
+            lesson: lesson.number,
+            failing_cues,
+            concept_cues: cues_of(first.index),
+            lesson_cues: lesson
+                .concepts
+                .iter()
+                .flat_map(|c| c.cues.clone())
+                .collect(),
+        };
+        let review = review(workspace, &settings, &query, last_session);
+        // … then with the code read, when the words alone were not enough.
+        let code: Vec<String> = review.excerpts.iter().map(|e| e.lines.join("\n")).collect();
+        let located = if first.evidence.iter().any(|e| e.starts_with("no clue")) {
+            locate(
+                &lesson,
+                &locate_input(
+                    question,
+                    code.iter().map(String::as_str).collect(),
+                    &failing,
+                    is_review,
+                    last_concept.as_deref(),
+                ),
+            )
+            .unwrap_or(first)
+        } else {
+            first
+        };
 
+        let discovery_allowed = match &ask {
+            Ask::Review => true,
+            Ask::Question(q) => {
+                let low = q.to_lowercase();
+                book.discovery.asks.iter().any(|a| low.contains(a.as_str()))
+            }
+        };
         let signals = Signals {
             misconception: located.misconception.clone(),
-            files_changed: review.changed_count,
-            had_previous_session: last_session.is_some(),
+            code_now: review.fingerprints.clone(),
             review_all_pass: checks.all_pass(),
+            discovery_allowed,
         };
         let mut concept_idx = located.index;
         let calibration = calibrate(
@@ -160,14 +240,24 @@ impl Session {
         let journal_path = journal.path.display().to_string();
         let journal_count =
             journal.coaching(lesson.number).count() + journal.checks(lesson.number).count();
+        let facts = crate::facts::gather(&crate::facts::FactInput {
+            journal: &journal,
+            lesson: &lesson,
+            concept: &lesson.concepts[concept_idx].id,
+            checks: &checks,
+            review: &review,
+            now,
+        });
         let answer = compose(
             &Situation {
                 lesson: &lesson,
+                asked_lesson,
+                cross: cross.as_ref(),
                 concept: &lesson.concepts[concept_idx],
                 located: &located,
                 kind,
                 calibration: &calibration,
-                question: ask.text(),
+                question,
                 review: &review,
                 checks: &checks,
                 journal_failing: if matches!(checks, ReviewChecks::NotRun) {
@@ -177,11 +267,13 @@ impl Session {
                 },
                 settings: &settings,
                 journal: (&journal_path, journal_count),
+                facts: &facts,
             },
             &book,
         );
         Ok(Session {
             lesson,
+            asked_lesson,
             workspace: workspace.to_path_buf(),
             settings,
             ask,
@@ -206,6 +298,7 @@ impl Session {
             question: self.ask.text().chars().take(500).collect(),
             given: a.given.clone(),
             source: engine.to_string(),
+            code: self.review.fingerprints.clone(),
         };
         self.journal.append(JournalEntry::Coach(entry))
     }

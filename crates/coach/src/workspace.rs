@@ -2,23 +2,29 @@
 //!
 //! Reads `.statecraft/workspace.toml` (`lang`, `command`), finds the files worth
 //! looking at — named in the question, changed since the last coaching, the
-//! program itself — and cuts short excerpts from them. Invariants: nothing
-//! outside the workspace root is read (named paths are resolved and must stay
-//! under it); every excerpt is at most [`EXCERPT_LINES`] lines, at most
+//! program itself — and cuts from each the function the question is about
+//! ([`crate::code`]: a traceback frame, a function named in the question, the
+//! failing objective's or the concept's region, the lesson's gap). Invariants:
+//! nothing outside the workspace root is read (named paths are resolved and
+//! must stay under it); an excerpt is a whole function (at most
+//! [`crate::code::MAX_FUNCTION_LINES`] lines), or at most [`EXCERPT_LINES`]
+//! lines of a file without functions — never a module docstring; at most
 //! [`MAX_FILES`] files are excerpted, and files over [`MAX_FILE_BYTES`] or not
 //! UTF-8 are skipped — so reviewing a huge or hostile workspace stays fast and
 //! bounded.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::UNIX_EPOCH;
 
 use serde::Deserialize;
 
+use crate::code::{self, Anchor, CodeQuery, Pointer};
 use crate::error::CoachError;
 use crate::material::Lang;
 
-/// Lines per excerpt (short enough never to be mistaken for a solution block).
+/// Lines per excerpt of a file without functions.
 pub const EXCERPT_LINES: usize = 6;
 /// Files excerpted per answer.
 pub const MAX_FILES: usize = 4;
@@ -105,7 +111,7 @@ pub enum FileReason {
     Program,
 }
 
-/// A few lines of one learner file.
+/// A few lines of one learner file: a whole function when the file has them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Excerpt {
     /// Path relative to the workspace root.
@@ -114,8 +120,21 @@ pub struct Excerpt {
     pub reason: FileReason,
     /// First line shown, 1-based.
     pub first_line: usize,
-    /// The lines shown (at most [`EXCERPT_LINES`]).
+    /// The lines shown.
     pub lines: Vec<String>,
+    /// The function shown, if the excerpt is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    /// Why that function was chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<Anchor>,
+    /// The lines of it an answer names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pointers: Vec<Pointer>,
+    /// A fingerprint of every function of the file (name → hash), for
+    /// "what changed since you last asked".
+    #[serde(skip)]
+    pub fingerprints: Vec<(String, u64)>,
 }
 
 impl Excerpt {
@@ -123,6 +142,14 @@ impl Excerpt {
     pub fn location(&self) -> String {
         let last = self.first_line + self.lines.len().saturating_sub(1);
         format!("{}:{}-{}", self.path, self.first_line, last)
+    }
+
+    /// `collect_batch` (main.py:66-73), or the location alone.
+    pub fn title(&self) -> String {
+        match &self.function {
+            Some(f) => format!("`{f}` ({})", self.location()),
+            None => format!("`{}`", self.location()),
+        }
     }
 }
 
@@ -137,18 +164,23 @@ pub struct CodeReview {
     pub changed_count: usize,
     /// How changes were found: `git` or `mtime`.
     pub change_source: &'static str,
+    /// Fingerprints of every function of the excerpted files (`path::name` → hash).
+    pub fingerprints: BTreeMap<String, u64>,
+    /// Functions of the starter program that differ from the starter as
+    /// `lessons init` wrote it (`None`: no starter file was reviewed).
+    pub changed_from_starter: Option<Vec<String>>,
 }
 
-/// Reviews the workspace: files named in `question`, files changed since
-/// `since` (unix seconds of the last coaching, if any), and the program.
-/// `focus` words (the lesson's cues) pick which lines of a file to show.
+/// Reviews the workspace: files named in the question, files changed since
+/// `since` (unix seconds of the last coaching, if any), and the program; from
+/// each, the function `query` points at ([`code::locate_code`]).
 pub fn review(
     root: &Path,
     settings: &WorkspaceSettings,
-    question: &str,
+    query: &CodeQuery<'_>,
     since: Option<u64>,
-    focus: &[String],
 ) -> CodeReview {
+    let question = query.question;
     let root_canon = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     let mut picked: Vec<(String, FileReason)> = Vec::new();
     let push = |rel: String, reason: FileReason, picked: &mut Vec<(String, FileReason)>| {
@@ -160,7 +192,15 @@ pub fn review(
     for rel in named_files(&root_canon, question) {
         push(rel, FileReason::Named, &mut picked);
     }
-    for rel in program_files(&root_canon, &settings.command) {
+    let mut programs = program_files(&root_canon, &settings.command);
+    if programs.is_empty() {
+        // `cargo run` names no file: the starter's program files, where they exist.
+        programs = ["main.py", "src/main.rs", "main.rs"]
+            .iter()
+            .filter_map(|p| inside(&root_canon, &root_canon.join(p)))
+            .collect();
+    }
+    for rel in programs {
         push(rel, FileReason::Program, &mut picked);
     }
     let (mut changed, change_source) = changed_files(&root_canon, since);
@@ -171,21 +211,59 @@ pub fn review(
         push(rel.clone(), FileReason::Changed, &mut picked);
     }
 
-    let mut excerpts = Vec::new();
+    let mut excerpts: Vec<Excerpt> = Vec::new();
     for (rel, reason) in picked {
         if excerpts.len() >= MAX_FILES {
             break;
         }
-        if let Some(ex) = excerpt(&root_canon, &rel, reason, question, focus) {
+        if let Some(ex) = excerpt(&root_canon, &rel, reason, query) {
             excerpts.push(ex);
         }
     }
+    // The excerpt the answer is about comes first: a traceback or a named
+    // function beats a file that merely changed.
+    excerpts.sort_by_key(|e| match e.anchor {
+        Some(Anchor::Traceback) => 0,
+        Some(Anchor::Named) => 1,
+        Some(Anchor::Question) => 2,
+        Some(Anchor::FailingObjective) => 2,
+        Some(Anchor::Concept) => 3,
+        Some(Anchor::LessonGap) => 4,
+        None => 5,
+    });
     changed.truncate(MAX_CHANGED_LISTED);
+    let mut fingerprints = BTreeMap::new();
+    let mut changed_from_starter = None;
+    for ex in &excerpts {
+        for (name, hash) in &ex.fingerprints {
+            fingerprints.insert(format!("{}::{name}", ex.path), *hash);
+        }
+        let starter = match ex.path.as_str() {
+            "main.py" => statecraft_learn::workspace::PYTHON_MAIN,
+            "src/main.rs" => statecraft_learn::workspace::RUST_MAIN,
+            _ => continue,
+        };
+        let lines: Vec<&str> = starter.lines().collect();
+        let original: BTreeMap<String, u64> =
+            code::functions(starter, code::SourceLang::of(&ex.path))
+                .iter()
+                .map(|f| (f.name.clone(), fingerprint(&lines[f.start - 1..f.end])))
+                .collect();
+        let differ: Vec<String> = ex
+            .fingerprints
+            .iter()
+            .filter(|(name, hash)| original.get(name) != Some(hash))
+            .map(|(name, _)| name.clone())
+            .collect();
+        changed_from_starter = Some(differ);
+    }
     CodeReview {
         excerpts,
         changed,
         changed_count,
         change_source,
+        fingerprints,
+        changed_from_starter,
     }
 }
 
@@ -370,15 +448,10 @@ fn mtime_changed(root: &Path, since: Option<u64>) -> Vec<String> {
     out
 }
 
-/// Cuts at most [`EXCERPT_LINES`] lines of `rel`, centred on the most telling
-/// line: a gap marker, a line of a traceback the question quotes, or a focus word.
-fn excerpt(
-    root: &Path,
-    rel: &str,
-    reason: FileReason,
-    question: &str,
-    focus: &[String],
-) -> Option<Excerpt> {
+/// The function of `rel` the query points at (whole, or a window of
+/// [`code::MAX_FUNCTION_LINES`] around its anchor), or for a file without
+/// functions [`EXCERPT_LINES`] lines around a line the question quotes.
+fn excerpt(root: &Path, rel: &str, reason: FileReason, query: &CodeQuery<'_>) -> Option<Excerpt> {
     let path = root.join(rel);
     let meta = std::fs::metadata(&path).ok()?;
     if meta.len() > MAX_FILE_BYTES {
@@ -390,55 +463,75 @@ fn excerpt(
     if lines.is_empty() {
         return None;
     }
-    let line_in_question = question_line_number(question, rel);
-    let anchor = line_in_question
+    let fingerprints = code::functions(&text, code::SourceLang::of(rel))
+        .iter()
+        .map(|f| (f.name.clone(), fingerprint(&lines[f.start - 1..f.end])))
+        .collect();
+    if let Some(found) = code::locate_code(rel, &text, query) {
+        let f = &found.function;
+        let len = f.end - f.start + 1;
+        let (first, last) = if len <= code::MAX_FUNCTION_LINES {
+            (f.start, f.end)
+        } else {
+            let centre = found.line.unwrap_or(f.start);
+            let first = centre
+                .saturating_sub(code::MAX_FUNCTION_LINES / 2)
+                .max(f.start)
+                .min(f.end + 1 - code::MAX_FUNCTION_LINES);
+            (first, first + code::MAX_FUNCTION_LINES - 1)
+        };
+        let mut cues = query.concept_cues.clone();
+        cues.extend(query.failing_cues.iter().cloned());
+        return Some(Excerpt {
+            path: rel.to_string(),
+            reason,
+            first_line: first,
+            lines: lines[first - 1..last]
+                .iter()
+                .map(|l| truncate_line(l))
+                .collect(),
+            function: Some(f.name.clone()),
+            anchor: Some(found.anchor),
+            pointers: code::pointers(&lines, f, found.line, found.anchor, &cues),
+            fingerprints,
+        });
+    }
+    // No function to show: a quoted line, else the file's first lines.
+    let anchor = code::traceback_lines(query.question, rel)
+        .last()
+        .copied()
         .filter(|n| *n >= 1 && *n <= lines.len())
-        .map(|n| n - 1)
-        .or_else(|| lines.iter().position(|l| l.contains("TODO")))
-        .or_else(|| {
-            lines.iter().position(|l| {
-                let toks = crate::words::tokens(l);
-                focus
-                    .iter()
-                    .any(|f| crate::words::contains_phrase(&toks, f))
-            })
-        })
-        .unwrap_or(0);
+        .map_or(0, |n| n - 1);
     let start = anchor
         .saturating_sub(2)
         .min(lines.len().saturating_sub(EXCERPT_LINES));
-    let shown: Vec<String> = lines
-        .iter()
-        .skip(start)
-        .take(EXCERPT_LINES)
-        .map(|l| truncate_line(l))
-        .collect();
     Some(Excerpt {
         path: rel.to_string(),
         reason,
         first_line: start + 1,
-        lines: shown,
+        lines: lines
+            .iter()
+            .skip(start)
+            .take(EXCERPT_LINES)
+            .map(|l| truncate_line(l))
+            .collect(),
+        function: None,
+        anchor: None,
+        pointers: Vec::new(),
+        fingerprints,
     })
 }
 
-/// `main.py:42` (or `line 42` in a Python traceback naming the file) in the question.
-fn question_line_number(question: &str, rel: &str) -> Option<usize> {
-    let name = rel.rsplit('/').next().unwrap_or(rel);
-    for (i, _) in question.match_indices(name) {
-        let rest = &question[i + name.len()..];
-        let digits = rest
-            .strip_prefix(':')
-            .or_else(|| rest.strip_prefix("\", line "))
-            .map(|r| {
-                r.chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect::<String>()
-            });
-        if let Some(n) = digits.and_then(|d| d.parse().ok()) {
-            return Some(n);
+/// FNV-1a over a function's lines, whitespace-insensitive at the ends.
+fn fingerprint(lines: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for l in lines {
+        for b in l.trim().bytes().chain(std::iter::once(b'\n')) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    None
+    h
 }
 
 fn truncate_line(line: &str) -> String {
@@ -467,17 +560,13 @@ mod tests {
     }
 
     #[test]
-    fn excerpts_are_short_and_centred_on_the_gap() -> Result<(), Box<dyn std::error::Error>> {
+    fn excerpts_are_whole_functions_never_the_docstring() -> Result<(), Box<dyn std::error::Error>>
+    {
         let dir = tempfile::tempdir()?;
-        let body: String = (1..=40)
-            .map(|i| {
-                if i == 20 {
-                    "    # TODO: YOUR CODE HERE\n".to_string()
-                } else {
-                    format!("line{i}\n")
-                }
-            })
-            .collect();
+        let mut body =
+            String::from("\"\"\"Module.\n\nGaps are marked TODO: YOUR CODE HERE.\n\"\"\"\n\n");
+        body.push_str("def route(key):\n    # TODO: YOUR CODE HERE (lesson 1)\n    return 0\n\n");
+        body.push_str("async def collect_batch(queue):\n    batch = [await queue.get()]\n    # TODO: YOUR CODE HERE (lesson 2)\n    return batch\n");
         std::fs::write(dir.path().join("main.py"), body)?;
         std::fs::create_dir_all(dir.path().join(".statecraft"))?;
         std::fs::write(
@@ -486,26 +575,20 @@ mod tests {
         )?;
         let settings = WorkspaceSettings::read(dir.path())?;
         assert_eq!(settings.lang, Lang::Rust);
-        let review = review(dir.path(), &settings, "help", None, &[]);
+        let query = CodeQuery {
+            question: "help",
+            lesson: 2,
+            ..Default::default()
+        };
+        let review = review(dir.path(), &settings, &query, None);
         assert_eq!(review.excerpts.len(), 1);
         let ex = &review.excerpts[0];
         assert_eq!(ex.reason, FileReason::Program);
-        assert!(ex.lines.len() <= EXCERPT_LINES);
-        assert!(ex.lines.iter().any(|l| l.contains("TODO")));
-        assert_eq!(ex.first_line, 18);
+        assert_eq!(ex.function.as_deref(), Some("collect_batch"));
+        assert_eq!(ex.location(), "main.py:10-13");
+        assert!(!ex.lines.iter().any(|l| l.contains("Module")));
+        assert_eq!(ex.fingerprints.len(), 2);
         Ok(())
-    }
-
-    #[test]
-    fn line_numbers_in_questions_are_found() {
-        assert_eq!(
-            question_line_number("error at main.py:12 here", "main.py"),
-            Some(12)
-        );
-        assert_eq!(
-            question_line_number("File \"main.py\", line 7, in worker", "src/main.py"),
-            Some(7)
-        );
     }
 
     #[test]

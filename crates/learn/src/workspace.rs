@@ -40,9 +40,11 @@ pub const SLASH_COMMAND: &str = include_str!("../starters/common/coach-command.m
 
 const README: &str = include_str!("../starters/common/README.md");
 const SAMPLE_EVENTS: &str = include_str!("../starters/common/events.ndjson");
-const PYTHON_MAIN: &str = include_str!("../starters/python/main.py");
+/// The Python starter program (`main.py`), as `init` writes it.
+pub const PYTHON_MAIN: &str = include_str!("../starters/python/main.py");
 const RUST_CARGO_TOML: &str = include_str!("../starters/rust/Cargo.toml");
-const RUST_MAIN: &str = include_str!("../starters/rust/src/main.rs");
+/// The Rust starter program (`src/main.rs`), as `init` writes it.
+pub const RUST_MAIN: &str = include_str!("../starters/rust/src/main.rs");
 const RUST_GITIGNORE: &str = include_str!("../starters/rust/gitignore");
 
 /// What went wrong with a workspace.

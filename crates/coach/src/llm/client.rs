@@ -1,5 +1,11 @@
 //! One LLM exchange: send, stream to the writer through the guard, revise once.
 //!
+//! Code blocks are judged by [`crate::judge`] (new code outside gaps, a filled
+//! lesson pattern, a long gap-free block that is not the learner's own); the
+//! whole answer's six-part structure is judged when the stream ends — a miss
+//! asks the model once for the whole answer again, and a second miss falls
+//! back to the offline answer ([`LlmError::Unstructured`]).
+//!
 //! Invariants: every byte of the answer that passes the guard is written and
 //! flushed as soon as it arrives (prose per delta, code per closed block); a
 //! solution block is never written (see [`super::guard`]); the revision round
@@ -19,6 +25,7 @@ use super::guard::{CodeGate, HELD_PLACEHOLDER, MAX_LINES, Piece};
 use super::prompt::Prompt;
 use super::sse::{SseDecoder, SseEvent};
 use crate::answer::code_blocks;
+use crate::judge::{self, CodeContext};
 use crate::material::Lang;
 use crate::render::{StreamRenderer, Style};
 
@@ -50,6 +57,7 @@ pub async fn stream_answer(
         gate: CodeGate::new(),
         text: String::new(),
         held: Vec::new(),
+        code: &prompt.code,
     };
     let mut stream = send(&client, cfg, prompt, &messages).await?;
     let mut decoder = SseDecoder::new(cfg.provider);
@@ -73,6 +81,21 @@ pub async fn stream_answer(
         revised: 0,
         replaced_by_pattern: 0,
     };
+    // The structure is judged like the code: one revision, then offline.
+    let missing = judge::structure(&text.replace('\u{0}', ""));
+    if !missing.is_empty() {
+        return revise_whole(
+            &client,
+            cfg,
+            prompt,
+            &text,
+            &missing,
+            held.len(),
+            style,
+            out,
+        )
+        .await;
+    }
     if held.is_empty() {
         answer.text = text;
         return Ok(answer);
@@ -90,7 +113,7 @@ pub async fn stream_answer(
     for i in 0..held.len() {
         let candidate = revised_blocks
             .get(i)
-            .filter(|b| b.has_gap() || !b.is_solution(MAX_LINES));
+            .filter(|b| judge::judge_block(b, &prompt.code).is_ok());
         let block = match candidate {
             Some(b) => {
                 answer.revised += 1;
@@ -144,6 +167,8 @@ struct Printer<'o> {
     text: String,
     /// The raw text of each held block.
     held: Vec<String>,
+    /// What blocks are judged against.
+    code: &'o CodeContext,
 }
 
 impl Printer<'_> {
@@ -169,7 +194,7 @@ impl Printer<'_> {
                     self.text.push_str(&p);
                     p
                 }
-                Piece::Block { raw, block } if block.is_solution(MAX_LINES) => {
+                Piece::Block { raw, block } if judge::judge_block(&block, self.code).is_err() => {
                     self.text
                         .push_str(&format!("\u{0}HELD{}\u{0}\n", self.held.len()));
                     self.held.push(raw);
@@ -202,6 +227,89 @@ fn gap_comment(lang: Lang) -> String {
     }
 }
 
+/// The whole-answer revision: the first answer missed parts of the six-part
+/// structure (`missing`). Asks once for the whole answer again; prints it if
+/// it has every part and every block passes the judge, else fails with
+/// [`LlmError::Unstructured`] (the caller falls back to the offline answer).
+#[allow(clippy::too_many_arguments)]
+async fn revise_whole(
+    client: &reqwest::Client,
+    cfg: &LlmConfig,
+    prompt: &Prompt,
+    first: &str,
+    missing: &[&str],
+    held: usize,
+    style: Style,
+    out: &mut (dyn Write + Send),
+) -> Result<LlmAnswer, LlmError> {
+    let note = format!(
+        "Your answer misses these parts of the required structure: {}. Rewrite the whole \
+         answer in the six parts, each under its own `##` heading (What you have right, The gap, \
+         Questions to ask yourself — at least two questions —, Hint, A pattern to complete, Next \
+         steps), in {}. Every code block must leave the key lines as `TODO: YOUR CODE HERE` gaps.",
+        missing.join(", "),
+        prompt.lang.fence()
+    );
+    let messages = vec![
+        ("user", prompt.user.clone()),
+        ("assistant", first.replace('\u{0}', "")),
+        ("user", note),
+    ];
+    let text = collect(client, cfg, prompt, &messages).await?;
+    let still = judge::structure(&text);
+    let bad_block = code_blocks(&text)
+        .iter()
+        .any(|b| judge::judge_block(b, &prompt.code).is_err());
+    if !still.is_empty() || bad_block {
+        let mut why: Vec<String> = still.iter().map(|s| s.to_string()).collect();
+        if bad_block {
+            why.push("a gap-free code block".into());
+        }
+        return Err(LlmError::Unstructured(why.join(", ")));
+    }
+    let mut r = StreamRenderer::new(style);
+    write_now(
+        out,
+        &r.push(&format!(
+            "\n**Revised answer, in the coach's six parts:**\n\n{}\n",
+            text.trim_end()
+        )),
+    )?;
+    write_now(out, &r.finish())?;
+    Ok(LlmAnswer {
+        text,
+        held,
+        revised: held,
+        replaced_by_pattern: 0,
+    })
+}
+
+/// Sends a request and collects its whole reply (not streamed).
+async fn collect(
+    client: &reqwest::Client,
+    cfg: &LlmConfig,
+    prompt: &Prompt,
+    messages: &[(&str, String)],
+) -> Result<String, LlmError> {
+    let mut stream = send(client, cfg, prompt, messages).await?;
+    let mut decoder = SseDecoder::new(cfg.provider);
+    let mut text = String::new();
+    while let Some(chunk) = stream.next().await {
+        let bytes = chunk.map_err(|e| transport_error(cfg, &e))?;
+        for ev in decoder.push(&bytes)? {
+            if let SseEvent::Text(t) = ev {
+                text.push_str(&t);
+            }
+        }
+    }
+    for ev in decoder.finish()? {
+        if let SseEvent::Text(t) = ev {
+            text.push_str(&t);
+        }
+    }
+    Ok(text)
+}
+
 /// Sends the revision request and collects its whole reply (not streamed to the learner).
 async fn revise(
     client: &reqwest::Client,
@@ -212,8 +320,9 @@ async fn revise(
 ) -> Result<String, LlmError> {
     let shown_answer = first_answer.replace('\u{0}', "");
     let note = format!(
-        "Your answer contains {held} code block(s) longer than {MAX_LINES} lines without a \
-         `TODO: YOUR CODE HERE` gap — a complete solution, which the learner must not be given. \
+        "Your answer contains {held} code block(s) the learner must not be given: complete code \
+         (more than {MAX_LINES} lines of new code outside `TODO: YOUR CODE HERE` gaps, or the \
+         lesson's pattern with its gaps filled in). \
          Rewrite only those block(s), in the same order, as partial patterns in {}: keep the \
          structure, and replace the key lines with `TODO: YOUR CODE HERE` comments. Reply with \
          the code block(s) only.",

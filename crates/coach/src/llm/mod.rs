@@ -59,6 +59,9 @@ pub enum LlmError {
     /// The stream was not what the API promises.
     #[error("malformed stream: {0}")]
     Malformed(String),
+    /// The answer missed parts of the six-part structure, also after one revision.
+    #[error("the answer missed {0} of the coach's six parts, also after one revision")]
+    Unstructured(String),
     /// Writing the answer out failed.
     #[error("writing the answer: {0}")]
     Output(#[from] std::io::Error),

@@ -9,6 +9,7 @@
 
 use crate::calibrate::Mode;
 use crate::checks::ReviewChecks;
+use crate::judge::CodeContext;
 use crate::material::Lang;
 use crate::session::{Ask, Session};
 
@@ -29,6 +30,8 @@ pub struct Prompt {
     pub lang: Lang,
     /// The lesson's partial pattern in that language (the guard's replacement).
     pub fallback_pattern: String,
+    /// What the guard compares code blocks with (the lesson's patterns, the learner's code).
+    pub code: CodeContext,
 }
 
 impl Prompt {
@@ -103,12 +106,23 @@ impl Prompt {
                 ));
             }
             for ex in &s.review.excerpts {
+                let why = ex.anchor.map(|a| a.describe()).unwrap_or("their program");
                 u.push_str(&format!(
-                    "\n{}:\n```\n{}\n```\n",
-                    ex.location(),
-                    ex.lines.join("\n")
+                    "\n{} ({why}), with line numbers:\n```\n",
+                    ex.title()
                 ));
+                for (i, line) in ex.lines.iter().enumerate() {
+                    u.push_str(&format!("{:>4} {line}\n", ex.first_line + i));
+                }
+                u.push_str("```\n");
+                for p in &ex.pointers {
+                    u.push_str(&format!("- line {}: `{}` — {}\n", p.line, p.code, p.why));
+                }
             }
+            u.push_str(
+                "\nRefer to this code in your answer: name the function, the line numbers, the \
+                 variables and calls it uses.\n",
+            );
         }
 
         match &s.checks {
@@ -142,7 +156,27 @@ impl Prompt {
             a.concept.section
         ));
 
+        let mut patterns: Vec<String> = lesson
+            .concepts
+            .iter()
+            .flat_map(|c| [c.patterns.python.clone(), c.patterns.rust.clone()])
+            .collect();
+        if let Ok(book) = crate::playbook::Playbook::builtin() {
+            patterns.extend(book.profiling.patterns.values().cloned());
+        }
+        let mut learner: Vec<String> = Vec::new();
+        for ex in &s.review.excerpts {
+            match std::fs::read_to_string(s.workspace.join(&ex.path)) {
+                Ok(text) => learner.push(text),
+                Err(_) => learner.push(ex.lines.join("\n")),
+            }
+        }
         Prompt {
+            code: CodeContext {
+                patterns,
+                learner,
+                missing: Vec::new(),
+            },
             system: SYSTEM_PROMPT.to_string(),
             user: u,
             lang,
