@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
 use statecraft_engine::{
     AckMode, Change, Engine, EngineError, Event, EventResult, Limits, Op, OverflowPolicy,
@@ -46,14 +46,17 @@ pyo3::create_exception!(
 /// The Python classes results are built from (set once by the package).
 struct Types {
     applied: Py<PyAny>,
-    duplicate: Py<PyAny>,
     conflict: Py<PyAny>,
     rejected: Py<PyAny>,
-    overloaded: Py<PyAny>,
-    accepted: Py<PyAny>,
     state: Py<PyAny>,
     change: Py<PyAny>,
     lagged: Py<PyAny>,
+    /// `object.__new__`: builds a result without running its `__init__`.
+    object_new: Py<PyAny>,
+    /// The field-less results, shared (they have no attributes to change).
+    duplicate_1: Py<PyAny>,
+    overloaded_1: Py<PyAny>,
+    accepted_1: Py<PyAny>,
 }
 
 static TYPES: Mutex<Option<Arc<Types>>> = Mutex::new(None);
@@ -71,7 +74,7 @@ fn types() -> PyResult<Arc<Types>> {
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 fn set_types(
-    applied: Py<PyAny>,
+    applied: Bound<'_, PyAny>,
     duplicate: Py<PyAny>,
     conflict: Py<PyAny>,
     rejected: Py<PyAny>,
@@ -81,16 +84,26 @@ fn set_types(
     change: Py<PyAny>,
     lagged: Py<PyAny>,
 ) -> PyResult<()> {
+    let py = applied.py();
+    let object_new = py
+        .import("builtins")?
+        .getattr("object")?
+        .getattr("__new__")?
+        .unbind();
+    let duplicate_1 = duplicate.call0(py)?;
+    let overloaded_1 = overloaded.call0(py)?;
+    let accepted_1 = accepted.call0(py)?;
     let mut guard = TYPES
         .lock()
         .map_err(|_| PyRuntimeError::new_err("statecraft types lock poisoned"))?;
     *guard = Some(Arc::new(Types {
-        applied,
-        duplicate,
+        object_new,
+        duplicate_1,
+        overloaded_1,
+        accepted_1,
+        applied: applied.unbind(),
         conflict,
         rejected,
-        overloaded,
-        accepted,
         state,
         change,
         lagged,
@@ -260,6 +273,13 @@ fn opt_u64(v: &Bound<'_, PyAny>, field: &str) -> Result<Option<u64>, Rejection> 
 /// Converts one Python event (a dict) to an engine event, validated against
 /// the limits.
 fn to_event(obj: &Bound<'_, PyAny>, limits: &Limits) -> Result<Event, Rejection> {
+    let event = to_event_unvalidated(obj)?;
+    limits.validate(&event)?;
+    Ok(event)
+}
+
+/// Converts one Python event (a dict) to an engine event: structure only.
+fn to_event_unvalidated(obj: &Bound<'_, PyAny>) -> Result<Event, Rejection> {
     let d = obj.cast::<PyDict>().map_err(|_| {
         Rejection::new(RejectCode::InvalidEvent, "an event must be a dict")
     })?;
@@ -303,20 +323,36 @@ fn to_event(obj: &Bound<'_, PyAny>, limits: &Limits) -> Result<Event, Rejection>
     }
     event.key = key.ok_or_else(|| Rejection::new(RejectCode::InvalidEvent, "missing field `key`"))?;
     event.op = op.ok_or_else(|| Rejection::new(RejectCode::InvalidEvent, "missing field `op`"))?;
-    limits.validate(&event)?;
     Ok(event)
+}
+
+/// Builds an instance of `cls` with one attribute set, without running its
+/// `__init__` (the dataclasses' generated `__init__` is Python code; this is
+/// two C calls).
+fn fast_one(py: Python<'_>, t: &Types, cls: &Py<PyAny>, name: &Bound<'_, PyString>, v: u64) -> PyResult<Py<PyAny>> {
+    let obj = t.object_new.call1(py, (cls,))?;
+    obj.bind(py).setattr(name, v)?;
+    Ok(obj)
 }
 
 fn result_to_py(py: Python<'_>, t: &Types, r: &EventResult) -> PyResult<Py<PyAny>> {
     Ok(match r {
-        EventResult::Applied { version } => t.applied.call1(py, (*version,))?,
-        EventResult::Duplicate => t.duplicate.call0(py)?,
-        EventResult::Conflict { current_version } => t.conflict.call1(py, (*current_version,))?,
+        EventResult::Applied { version } => {
+            fast_one(py, t, &t.applied, pyo3::intern!(py, "version"), *version)?
+        }
+        EventResult::Duplicate => t.duplicate_1.clone_ref(py),
+        EventResult::Conflict { current_version } => fast_one(
+            py,
+            t,
+            &t.conflict,
+            pyo3::intern!(py, "current_version"),
+            *current_version,
+        )?,
         EventResult::Rejected { code, message } => {
             t.rejected.call1(py, (code.as_str(), message.as_str()))?
         }
-        EventResult::Overloaded => t.overloaded.call0(py)?,
-        EventResult::Accepted => t.accepted.call0(py)?,
+        EventResult::Overloaded => t.overloaded_1.clone_ref(py),
+        EventResult::Accepted => t.accepted_1.clone_ref(py),
         // A status this build does not know: report it as a rejection.
         other => t
             .rejected
@@ -721,12 +757,217 @@ impl NativeWatcher {
     }
 }
 
+
+// --- TCP protocol v1 codec (docs/protocol.md), for the pure-Python client ---
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.push(0),
+        Value::Bool(false) => out.push(1),
+        Value::Bool(true) => out.push(2),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                out.push(3);
+                put_varint(out, ((i << 1) ^ (i >> 63)) as u64);
+            } else if let Some(u) = n.as_u64() {
+                out.push(4);
+                put_varint(out, u);
+            } else {
+                out.push(5);
+                out.extend_from_slice(&n.as_f64().unwrap_or(0.0).to_le_bytes());
+            }
+        }
+        Value::String(s) => {
+            out.push(6);
+            put_str(out, s);
+        }
+        other => {
+            out.push(7);
+            put_str(out, &other.to_string());
+        }
+    }
+}
+
+fn op_code(op: &Op) -> Option<u8> {
+    Some(match op {
+        Op::Set => 0,
+        Op::Merge => 1,
+        Op::Incr => 2,
+        Op::Append => 3,
+        Op::Max => 4,
+        Op::Min => 5,
+        Op::Delete => 6,
+        _ => return None,
+    })
+}
+
+/// One event dict in the binary encoding (the checks the server makes on
+/// structure; its limits are left to the server).
+fn encode_one(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), Rejection> {
+    // The embedded path's conversion without its limit checks: the server
+    // applies its own limits.
+    let e = to_event_unvalidated(obj)?;
+    match op_code(&e.op) {
+        Some(c) => out.push(c),
+        None => {
+            out.push(0xff);
+            put_str(out, e.op.as_str());
+        }
+    }
+    let mut flags = 0u8;
+    if e.value.is_some() {
+        flags |= 0x01;
+    }
+    if e.path.is_some() {
+        flags |= 0x02;
+    }
+    if e.id.is_some() {
+        flags |= 0x04;
+    }
+    if e.if_version.is_some() {
+        flags |= 0x08;
+    }
+    if e.ttl_s.is_some() {
+        flags |= 0x10;
+    }
+    if e.max_len.is_some() {
+        flags |= 0x20;
+    }
+    out.push(flags);
+    put_str(out, &e.key);
+    if let Some(v) = &e.value {
+        put_value(out, v);
+    }
+    if let Some(p) = &e.path {
+        put_str(out, p);
+    }
+    if let Some(id) = &e.id {
+        put_str(out, id);
+    }
+    if let Some(n) = e.if_version {
+        put_varint(out, n);
+    }
+    if let Some(n) = e.ttl_s {
+        put_varint(out, n);
+    }
+    if let Some(n) = e.max_len {
+        put_varint(out, n as u64);
+    }
+    Ok(())
+}
+
+/// Encodes each event dict for an `EVENTS_BIN` frame: `bytes`, or the
+/// `Rejected` result an event that cannot be encoded gets in its place.
+#[pyfunction]
+fn encode_events(py: Python<'_>, events: &Bound<'_, PyAny>) -> PyResult<Vec<Py<PyAny>>> {
+    let t = types()?;
+    let mut out = Vec::new();
+    let mut buf = Vec::with_capacity(64);
+    for e in events.try_iter()? {
+        let e = e?;
+        buf.clear();
+        match encode_one(&e, &mut buf) {
+            Ok(()) => out.push(PyBytes::new(py, &buf).into_any().unbind()),
+            Err(r) => out.push(t.rejected.call1(py, (r.code.as_str(), r.message.as_str()))?),
+        }
+    }
+    Ok(out)
+}
+
+fn read_varint(b: &[u8], pos: &mut usize) -> PyResult<u64> {
+    let mut n: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let byte = *b
+            .get(*pos)
+            .ok_or_else(|| PyValueError::new_err("truncated ACK: varint"))?;
+        *pos += 1;
+        if shift == 63 && byte > 1 {
+            return Err(PyValueError::new_err("bad varint in ACK"));
+        }
+        n |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Ok(n);
+        }
+    }
+    Err(PyValueError::new_err("varint too long in ACK"))
+}
+
+fn read_str<'a>(b: &'a [u8], pos: &mut usize) -> PyResult<std::borrow::Cow<'a, str>> {
+    let n = usize::try_from(read_varint(b, pos)?)
+        .map_err(|_| PyValueError::new_err("string length in ACK"))?;
+    let end = pos
+        .checked_add(n)
+        .filter(|&e| e <= b.len())
+        .ok_or_else(|| PyValueError::new_err("truncated ACK: string"))?;
+    let s = String::from_utf8_lossy(&b[*pos..end]);
+    *pos = end;
+    Ok(s)
+}
+
+/// Decodes an `ACK` body: `(seq, results)`. Raises ValueError on a
+/// malformed body.
+#[pyfunction]
+fn decode_ack(py: Python<'_>, body: &[u8]) -> PyResult<(u32, Vec<Py<PyAny>>)> {
+    let t = types()?;
+    if body.len() < 4 {
+        return Err(PyValueError::new_err("truncated ACK: seq"));
+    }
+    let seq = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+    let mut pos = 4;
+    let count = read_varint(body, &mut pos)?;
+    let mut out = Vec::with_capacity(usize::try_from(count.min(1 << 20)).unwrap_or(0));
+    let version = pyo3::intern!(py, "version");
+    let current = pyo3::intern!(py, "current_version");
+    for _ in 0..count {
+        let status = *body
+            .get(pos)
+            .ok_or_else(|| PyValueError::new_err("truncated ACK: status"))?;
+        pos += 1;
+        out.push(match status {
+            0 => fast_one(py, &t, &t.applied, version, read_varint(body, &mut pos)?)?,
+            1 => t.duplicate_1.clone_ref(py),
+            2 => fast_one(py, &t, &t.conflict, current, read_varint(body, &mut pos)?)?,
+            3 => {
+                let code = read_str(body, &mut pos)?.into_owned();
+                let msg = read_str(body, &mut pos)?.into_owned();
+                t.rejected.call1(py, (code, msg))?
+            }
+            4 => t.overloaded_1.clone_ref(py),
+            5 => t.accepted_1.clone_ref(py),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown result status byte {other} in ACK"
+                )));
+            }
+        });
+    }
+    if pos != body.len() {
+        return Err(PyValueError::new_err("trailing bytes in ACK"));
+    }
+    Ok((seq, out))
+}
+
 /// The module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeEngine>()?;
     m.add_class::<NativeWatcher>()?;
     m.add_function(wrap_pyfunction!(set_types, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_events, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_ack, m)?)?;
     m.add("EngineClosed", m.py().get_type::<EngineClosed>())?;
     m.add("EngineFailure", m.py().get_type::<EngineFailure>())?;
     Ok(())

@@ -316,7 +316,7 @@ class AsyncClient(AsyncOps):
             except (OSError, ServerError, Timeout) as e:
                 if isinstance(e, ServerError) and e.code not in RETRYABLE_CODES:
                     raise
-                failed, cause = pending, e
+                failed, cause = pending, _Broken(f"cannot connect: {e}", "not_sent")
             else:
                 futs = []
                 try:
@@ -351,8 +351,10 @@ class AsyncClient(AsyncOps):
             if not failed:
                 break
             pending = failed
-            unsafe = [i for g in pending for i in g
-                      if not (isinstance(events[i], dict) and events[i].get("id") is not None)]
+            # After `shutting_down` the unanswered frames were not applied.
+            unsafe = [] if getattr(cause, "code", "") in ("shutting_down", "not_sent") else [
+                i for g in pending for i in g
+                if not (isinstance(events[i], dict) and events[i].get("id") is not None)]
             now = time.monotonic()
             if deadline is None:
                 deadline = now + self.retry_for

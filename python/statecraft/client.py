@@ -155,6 +155,17 @@ class _Conn:
                 raise ConnectionError("the server closed the connection during the handshake")
             self.reader.feed(data)
 
+    def idle_ok(self) -> bool:
+        """False when the server said something (an ERROR, or EOF) while the
+        connection sat idle in the pool: it is closed or closing."""
+        if self.is_ssl and self.sock.pending() > 0:
+            return False
+        try:
+            r, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not r
+
     def close(self) -> None:
         try:
             self.sock.close()
@@ -344,8 +355,11 @@ class Client(SyncOps):
         with self._lock:
             if self._closed:
                 raise StatecraftError("the client is closed", code="closed")
-            if self._tcp_pool:
-                return self._tcp_pool.pop()
+            while self._tcp_pool:
+                c = self._tcp_pool.pop()
+                if c.idle_ok():
+                    return c
+                c.close()
         return _Conn(self)
 
     def _give_conn(self, c: _Conn) -> None:
@@ -408,7 +422,7 @@ class Client(SyncOps):
             except (OSError, ServerError) as e:
                 if isinstance(e, ServerError) and e.code not in RETRYABLE_CODES:
                     raise
-                broken = _Broken(0, f"cannot connect: {e}")
+                broken = _Broken(0, f"cannot connect: {e}", "not_sent")
             else:
                 current = pending
 
@@ -436,8 +450,12 @@ class Client(SyncOps):
                     self._give_conn(conn)
                     return
             # The connection broke (or could not be made): retry what is safe.
-            unsafe = [i for g in pending for i in g
-                      if not (isinstance(events[i], dict) and events[i].get("id") is not None)]
+            # After `shutting_down` the unanswered frames were not applied
+            # (docs/protocol.md): resending them is safe even without ids.
+            # Nor were frames never written (no connection could be made).
+            unsafe = [] if broken.code in ("shutting_down", "not_sent") else [
+                i for g in pending for i in g
+                if not (isinstance(events[i], dict) and events[i].get("id") is not None)]
             now = time.monotonic()
             if deadline is None:
                 deadline = now + self.retry_for

@@ -86,7 +86,10 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(f"{self.http}/readyz", timeout=1, context=ctx) as r:
+                req = urllib.request.Request(f"{self.http}/readyz")
+                if self.token:
+                    req.add_header("authorization", f"Bearer {self.token}")
+                with urllib.request.urlopen(req, timeout=1, context=ctx) as r:
                     if r.status == 200:
                         return
             except OSError:
