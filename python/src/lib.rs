@@ -247,9 +247,9 @@ fn opt_str(v: &Bound<'_, PyAny>, field: &str) -> Result<Option<String>, Rejectio
             format!("`{field}` must be a string"),
         )
     })?;
-    s.to_cow().map(|s| Some(s.into_owned())).map_err(|_| {
-        Rejection::new(RejectCode::InvalidEvent, format!("`{field}` is not UTF-8"))
-    })
+    s.to_cow()
+        .map(|s| Some(s.into_owned()))
+        .map_err(|_| Rejection::new(RejectCode::InvalidEvent, format!("`{field}` is not UTF-8")))
 }
 
 fn opt_u64(v: &Bound<'_, PyAny>, field: &str) -> Result<Option<u64>, Rejection> {
@@ -280,16 +280,16 @@ fn to_event(obj: &Bound<'_, PyAny>, limits: &Limits) -> Result<Event, Rejection>
 
 /// Converts one Python event (a dict) to an engine event: structure only.
 fn to_event_unvalidated(obj: &Bound<'_, PyAny>) -> Result<Event, Rejection> {
-    let d = obj.cast::<PyDict>().map_err(|_| {
-        Rejection::new(RejectCode::InvalidEvent, "an event must be a dict")
-    })?;
+    let d = obj
+        .cast::<PyDict>()
+        .map_err(|_| Rejection::new(RejectCode::InvalidEvent, "an event must be a dict"))?;
     let mut key: Option<String> = None;
     let mut op: Option<Op> = None;
     let mut event = Event::new(String::new(), Op::Set);
     for (k, v) in d.iter() {
-        let k = k.cast::<PyString>().map_err(|_| {
-            Rejection::new(RejectCode::InvalidEvent, "event fields are str")
-        })?;
+        let k = k
+            .cast::<PyString>()
+            .map_err(|_| Rejection::new(RejectCode::InvalidEvent, "event fields are str"))?;
         let name = k
             .to_cow()
             .map_err(|_| Rejection::new(RejectCode::InvalidEvent, "event fields are UTF-8"))?;
@@ -321,7 +321,8 @@ fn to_event_unvalidated(obj: &Bound<'_, PyAny>) -> Result<Event, Rejection> {
             }
         }
     }
-    event.key = key.ok_or_else(|| Rejection::new(RejectCode::InvalidEvent, "missing field `key`"))?;
+    event.key =
+        key.ok_or_else(|| Rejection::new(RejectCode::InvalidEvent, "missing field `key`"))?;
     event.op = op.ok_or_else(|| Rejection::new(RejectCode::InvalidEvent, "missing field `op`"))?;
     Ok(event)
 }
@@ -329,7 +330,13 @@ fn to_event_unvalidated(obj: &Bound<'_, PyAny>) -> Result<Event, Rejection> {
 /// Builds an instance of `cls` with one attribute set, without running its
 /// `__init__` (the dataclasses' generated `__init__` is Python code; this is
 /// two C calls).
-fn fast_one(py: Python<'_>, t: &Types, cls: &Py<PyAny>, name: &Bound<'_, PyString>, v: u64) -> PyResult<Py<PyAny>> {
+fn fast_one(
+    py: Python<'_>,
+    t: &Types,
+    cls: &Py<PyAny>,
+    name: &Bound<'_, PyString>,
+    v: u64,
+) -> PyResult<Py<PyAny>> {
     let obj = t.object_new.call1(py, (cls,))?;
     obj.bind(py).setattr(name, v)?;
     Ok(obj)
@@ -354,9 +361,10 @@ fn result_to_py(py: Python<'_>, t: &Types, r: &EventResult) -> PyResult<Py<PyAny
         EventResult::Overloaded => t.overloaded_1.clone_ref(py),
         EventResult::Accepted => t.accepted_1.clone_ref(py),
         // A status this build does not know: report it as a rejection.
-        other => t
-            .rejected
-            .call1(py, ("internal", format!("unknown result {}", other.status())))?,
+        other => t.rejected.call1(
+            py,
+            ("internal", format!("unknown result {}", other.status())),
+        )?,
     })
 }
 
@@ -380,7 +388,13 @@ fn change_to_py(py: Python<'_>, t: &Types, c: &Change) -> PyResult<Py<PyAny>> {
     };
     t.change.call1(
         py,
-        (c.key.as_str(), c.op.as_str(), value, c.version, c.updated_at),
+        (
+            c.key.as_str(),
+            c.op.as_str(),
+            value,
+            c.version,
+            c.updated_at,
+        ),
     )
 }
 
@@ -506,12 +520,10 @@ impl NativeEngine {
             .enable_all()
             .build()
             .map_err(|e| PyRuntimeError::new_err(format!("cannot start a runtime: {e}")))?;
-        let engine = py
-            .detach(|| rt.block_on(b.open()))
-            .map_err(|e| match e {
-                EngineError::Config(m) => PyValueError::new_err(m),
-                other => engine_err(other),
-            })?;
+        let engine = py.detach(|| rt.block_on(b.open())).map_err(|e| match e {
+            EngineError::Config(m) => PyValueError::new_err(m),
+            other => engine_err(other),
+        })?;
         Ok(NativeEngine {
             engine: Mutex::new(Some(engine)),
             rt,
@@ -576,7 +588,7 @@ impl NativeEngine {
         keys: &Bound<'_, PyAny>,
         by: i64,
         ack: Option<&str>,
-    ) -> PyResult<(usize, Vec<(usize, Py<PyAny>)>)> {
+    ) -> PyResult<(usize, OtherResults)> {
         let ack = parse_ack(ack, self.ack)?;
         let t = types()?;
         let list = keys
@@ -594,7 +606,10 @@ impl NativeEngine {
                     }
                     Err(_) => Err(Rejection::new(RejectCode::InvalidKey, "key is not UTF-8")),
                 },
-                Err(_) => Err(Rejection::new(RejectCode::InvalidEvent, "a key must be a str")),
+                Err(_) => Err(Rejection::new(
+                    RejectCode::InvalidEvent,
+                    "a key must be a str",
+                )),
             };
             items.push(item);
             if items.len() >= CHUNK {
@@ -698,6 +713,9 @@ impl NativeEngine {
     }
 }
 
+/// `incr_many`'s results that were not applied: (position, result).
+type OtherResults = Vec<(usize, Py<PyAny>)>;
+
 type ChangeStream = Pin<Box<dyn Stream<Item = Result<Arc<Change>, u64>> + Send>>;
 
 /// A change feed: `next(timeout)` returns a Change, a Lagged, or None on
@@ -739,7 +757,9 @@ impl NativeWatcher {
             None => Ok(None),
             Some(None) => {
                 *guard = None;
-                Err(EngineClosed::new_err("the watch ended: the engine shut down"))
+                Err(EngineClosed::new_err(
+                    "the watch ended: the engine shut down",
+                ))
             }
             Some(Some(Ok(c))) => Ok(Some(change_to_py(py, &t, &c)?)),
             Some(Some(Err(missed))) => Ok(Some(t.lagged.call1(py, (missed,))?)),
@@ -756,7 +776,6 @@ impl NativeWatcher {
         Ok(())
     }
 }
-
 
 // --- TCP protocol v1 codec (docs/protocol.md), for the pure-Python client ---
 
@@ -881,7 +900,10 @@ fn encode_events(py: Python<'_>, events: &Bound<'_, PyAny>) -> PyResult<Vec<Py<P
         buf.clear();
         match encode_one(&e, &mut buf) {
             Ok(()) => out.push(PyBytes::new(py, &buf).into_any().unbind()),
-            Err(r) => out.push(t.rejected.call1(py, (r.code.as_str(), r.message.as_str()))?),
+            Err(r) => out.push(
+                t.rejected
+                    .call1(py, (r.code.as_str(), r.message.as_str()))?,
+            ),
         }
     }
     Ok(out)
