@@ -5,7 +5,9 @@
 //!
 //! With `rate` (events/s) it is BENCH.md W3 in process: batches are offered
 //! on a fixed schedule and the latency of each from its *scheduled* time to
-//! its ack is recorded (no coordinated omission); prints p50/p99/p999/max.
+//! its ack is recorded (no coordinated omission); prints p50/p99/p999/max,
+//! and with `W3_SERIES=path` writes each batch's latency over time as CSV
+//! (`bench/latency_chart.py` draws it).
 
 use std::time::Instant;
 
@@ -41,10 +43,22 @@ async fn fixed_rate(
             if let Ok(mut h) = h.lock() {
                 let _ = h.record(us);
             }
+            us
         }));
     }
-    for w in waiters {
-        w.await?;
+    // Latency over time (W3_SERIES=path): one line per batch, its scheduled
+    // time since the start and its latency, for a chart.
+    let series = std::env::var_os("W3_SERIES");
+    let mut out = String::new();
+    for (i, w) in waiters.into_iter().enumerate() {
+        let us = w.await?;
+        if series.is_some() {
+            let at = interval * i as u32;
+            out.push_str(&format!("{:.3},{}\n", at.as_secs_f64() * 1e3, us));
+        }
+    }
+    if let Some(path) = series {
+        std::fs::write(path, format!("scheduled_ms,latency_us\n{out}"))?;
     }
     let secs = start.elapsed().as_secs_f64();
     let h = hist.lock().map_err(|_| "poisoned")?.clone();
@@ -114,6 +128,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(rate) = rate {
         return fixed_rate(engine, batches, batch, ack, rate).await;
     }
+    // For a profiler attaching now (`perf record -p`): setup is done.
+    eprintln!("measuring");
     let cpu_before = cpu_seconds();
     let start = Instant::now();
     let mut inflight = std::collections::VecDeque::new();

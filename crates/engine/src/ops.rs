@@ -70,6 +70,55 @@ pub fn apply(
     }
 }
 
+/// Can [`apply_taking`] apply this event (an op that moves its operand)?
+pub fn takes_operand(event: &Event) -> bool {
+    match event.op {
+        Op::Merge => true,
+        Op::Set => matches!(event.path.as_deref(), None | Some("")),
+        _ => false,
+    }
+}
+
+/// [`apply`] with the event's operand taken out of it by the caller
+/// (`operand`; the event's own `value` is not read): a `merge` patch is
+/// moved into the document — its members become the document's, nothing is
+/// cloned and nothing is left to drop — and a whole-value `set` moves its
+/// value in. Only for events [`takes_operand`] accepts (others fall back to
+/// [`apply`] with `operand` put back). Same result as [`apply`]; on `Err`,
+/// `slot` is exactly as it was.
+pub fn apply_taking(
+    slot: &mut Option<Value>,
+    event: &Event,
+    operand: Option<Value>,
+    custom: Option<&CustomOp>,
+) -> Result<(), Rejection> {
+    match event.op {
+        Op::Merge => {
+            let Some(patch) = operand else {
+                return Err(missing_operand(event, "a merge patch"));
+            };
+            let target = match target_pointer(event)? {
+                None => slot.get_or_insert(Value::Null),
+                Some(pointer) => pointer.get_mut_or_create(slot)?,
+            };
+            merge_patch_owned(target, patch);
+            Ok(())
+        }
+        Op::Set if takes_operand(event) => match operand {
+            Some(v) => {
+                *slot = Some(v);
+                Ok(())
+            }
+            None => Err(missing_operand(event, "a value to set")),
+        },
+        _ => {
+            let mut event = event.clone();
+            event.value = operand;
+            apply(slot, &event, custom)
+        }
+    }
+}
+
 /// `set`: the target becomes `value`; intermediates are created.
 fn set(slot: &mut Option<Value>, event: &Event) -> Result<(), Rejection> {
     let value = required_operand(event, "a value to set")?;
@@ -286,6 +335,71 @@ fn merge_patch(target: &mut Value, patch: &Value) {
                             parent
                                 .members
                                 .insert(done.name_in_parent.to_owned(), patched);
+                        }
+                    },
+                    None => {
+                        *target = patched;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`merge_patch`] consuming the patch: its members are moved into the
+/// target (a member name is cloned only when it is new and holds a nested
+/// object patch). Same result, same explicit stack.
+fn merge_patch_owned(target: &mut Value, patch: Value) {
+    let Value::Object(patch_members) = patch else {
+        *target = patch;
+        return;
+    };
+    struct Frame {
+        members: Map<String, Value>,
+        patch: serde_json::map::IntoIter,
+        name_in_parent: String,
+    }
+    let mut stack = vec![Frame {
+        members: into_members(std::mem::take(target)),
+        patch: patch_members.into_iter(),
+        name_in_parent: String::new(),
+    }];
+    while let Some(frame) = stack.last_mut() {
+        match frame.patch.next() {
+            Some((name, Value::Null)) => {
+                frame.members.remove(&name);
+            }
+            Some((name, Value::Object(nested))) => {
+                // Take the child out (a null stays in its place, so member
+                // order is kept) and patch it as its own frame.
+                let child = match frame.members.get_mut(&name) {
+                    Some(existing) => std::mem::take(existing),
+                    None => {
+                        frame.members.insert(name.clone(), Value::Null);
+                        Value::Null
+                    }
+                };
+                stack.push(Frame {
+                    members: into_members(child),
+                    patch: nested.into_iter(),
+                    name_in_parent: name,
+                });
+            }
+            Some((name, value)) => match frame.members.get_mut(&name) {
+                Some(existing) => *existing = value,
+                None => {
+                    frame.members.insert(name, value);
+                }
+            },
+            None => {
+                let Some(done) = stack.pop() else { break };
+                let patched = Value::Object(done.members);
+                match stack.last_mut() {
+                    Some(parent) => match parent.members.get_mut(&done.name_in_parent) {
+                        Some(place) => *place = patched,
+                        None => {
+                            parent.members.insert(done.name_in_parent, patched);
                         }
                     },
                     None => {
@@ -923,5 +1037,56 @@ mod tests {
         let mut slot = Some(json!(1));
         apply(&mut slot, &ev(Op::Incr), Some(&delete_it)).expect("applied");
         assert_eq!(slot, Some(json!(2)));
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (-3i64..3).prop_map(Value::from),
+            "[ab]{0,2}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+                proptest::collection::btree_map("[a-d]", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// The owned path (patch moved into the document) gives exactly
+        /// what the borrowing path gives, accepted or refused, whatever the
+        /// document, the patch and the path.
+        #[test]
+        fn apply_owned_matches_apply(
+            before in proptest::option::of(arb_json()),
+            operand in proptest::option::of(arb_json()),
+            op in proptest::prop_oneof![proptest::strategy::Just(Op::Merge), proptest::strategy::Just(Op::Set)],
+            path in proptest::prop_oneof![
+                proptest::strategy::Just(None),
+                proptest::strategy::Just(Some(String::new())),
+                proptest::strategy::Just(Some("/a".to_owned())),
+                proptest::strategy::Just(Some("/b/c".to_owned())),
+                proptest::strategy::Just(Some("/0".to_owned())),
+            ],
+        ) {
+            let mut event = ev(op);
+            event.value = operand;
+            event.path = path;
+            let mut borrowed = before.clone();
+            let r1 = apply(&mut borrowed, &event, None);
+            let mut owned = before.clone();
+            let mut taken = event.clone();
+            let operand = taken.value.take();
+            let r2 = apply_taking(&mut owned, &taken, operand, None);
+            proptest::prop_assert_eq!(r1.is_ok(), r2.is_ok());
+            proptest::prop_assert_eq!(&borrowed, &owned);
+            if r2.is_err() {
+                proptest::prop_assert_eq!(&owned, &before);
+            }
+        }
     }
 }

@@ -67,12 +67,19 @@ pub(crate) struct StagedBatch {
 }
 
 impl StagedBatch {
-    /// Records `key`'s state after a change (its entry is `entry`).
+    /// Records `key`'s state after a change (its entry is `entry`), and where
+    /// its encoded after-image sits in the record: the checkpoint stores
+    /// those bytes as they are (no clone of the value, no second encoding).
     pub fn touch(&mut self, key: &str, entry: &mut Entry) {
         entry.logged_seq = self.seq;
         if let Some(r) = self.record.as_mut() {
             match &entry.value {
-                Some(v) => r.put(key, v, entry.version, entry.updated_at, entry.expires_at),
+                Some(v) => {
+                    let at = r.put(key, v, entry.version, entry.updated_at, entry.expires_at);
+                    // A record past 4 GiB cannot be located: the checkpoint
+                    // then encodes the value itself (u32::MAX = no image).
+                    entry.image_at = u32::try_from(at).unwrap_or(u32::MAX);
+                }
                 None => r.delete(key),
             }
         }
@@ -211,7 +218,9 @@ pub(crate) enum CommitMsg {
     Batch {
         shard: u16,
         seq: u64,
-        record: Vec<u8>,
+        /// Shared with the shard, whose next checkpoint reads the
+        /// after-images out of it.
+        record: Arc<Vec<u8>>,
         events: u64,
         replies: DurableReplies,
     },
@@ -220,10 +229,23 @@ pub(crate) enum CommitMsg {
     Checkpoint(CheckpointJob),
 }
 
+/// How a checkpoint gets one key's state.
+pub(crate) enum Snap {
+    /// The key is gone.
+    Deleted,
+    /// Its after-image in the job's records: (record index, byte offset).
+    Image(u32, u32),
+    /// Encoded by the checkpointer (no image to point at).
+    State(KeyState),
+}
+
 pub(crate) struct CheckpointJob {
     shard: u16,
     upto_seq: u64,
-    states: Vec<(CompactString, Option<KeyState>)>,
+    states: Vec<(CompactString, Snap)>,
+    /// The shard's records since its previous checkpoint snapshot, in seq
+    /// order; [`Snap::Image`] points into them.
+    records: Vec<Arc<Vec<u8>>>,
     dedup: Vec<DedupEntry>,
     offsets: Vec<(String, u64)>,
     /// Set to `upto_seq` once committed (read by the shard's cache eviction).
@@ -260,6 +282,13 @@ pub(crate) struct ShardPersistence {
     cache_budget: usize,
     cache_used: usize,
     record_buf: Vec<u8>,
+    /// Records committed since the last checkpoint snapshot (consecutive
+    /// seqs from `records_base`): the after-images the next checkpoint
+    /// stores. Bounded like the log since the checkpoint (`checkpoint_bytes`).
+    records: Vec<Arc<Vec<u8>>>,
+    records_base: u64,
+    /// Length of the last record sent (sizes the next buffer).
+    last_record_len: usize,
 }
 
 /// Rough bytes held by one cached entry: key, value, table overhead.
@@ -294,6 +323,9 @@ impl ShardPersistence {
             cache_budget: settings.cache_bytes,
             cache_used: 0,
             record_buf: Vec::with_capacity(64 << 10),
+            records: Vec::new(),
+            records_base: next_seq,
+            last_record_len: 0,
         }
     }
 
@@ -323,6 +355,7 @@ impl ShardPersistence {
                     dirty: false,
                     logged_seq: 0,
                     hot: true,
+                    image_at: u32::MAX,
                 }))
             }
             Ok(None) => Ok(None),
@@ -403,25 +436,36 @@ impl ShardPersistence {
             self.record_buf = bytes;
             return;
         }
-        if changed {
+        let record = if changed {
             self.next_seq = seq + 1;
             self.last_seq = seq;
             self.batches_since_checkpoint += 1;
             self.bytes_since_checkpoint += bytes.len() as u64;
+            self.last_record_len = bytes.len();
+            let record = Arc::new(bytes);
+            if self.records.is_empty() {
+                self.records_base = seq;
+            }
+            self.records.push(Arc::clone(&record));
+            record
         } else {
             // Nothing to log, but the replies wait for the next fsync.
             self.record_buf = std::mem::take(&mut bytes);
-        }
+            Arc::new(Vec::new())
+        };
         let msg = CommitMsg::Batch {
             shard: self.shard,
             seq,
-            record: bytes,
+            record,
             events,
             replies: durable,
         };
         self.send(msg);
         if self.record_buf.capacity() == 0 {
-            self.record_buf = Vec::with_capacity(64 << 10);
+            // Sized for a record like the last one: growing a large buffer
+            // by doubling copies it and faults in fresh pages each time.
+            let size = (self.last_record_len + self.last_record_len / 4).max(64 << 10);
+            self.record_buf = Vec::with_capacity(size);
         }
     }
 
@@ -437,41 +481,60 @@ impl ShardPersistence {
 
     /// Is a checkpoint due?
     pub fn checkpoint_due(&self) -> bool {
-        !self.dirty.is_empty()
+        !(self.dirty.is_empty() && self.records.is_empty())
             && (self.batches_since_checkpoint >= self.checkpoint_batches
                 || self.bytes_since_checkpoint >= self.checkpoint_bytes
                 || self.last_checkpoint.elapsed() >= self.checkpoint_interval)
     }
 
     /// Snapshots the dirty keys and sends the checkpoint behind this shard's
-    /// records.
+    /// records. A dirty key is snapshotted as the place of its last
+    /// after-image in those records (the bytes the checkpointer stores):
+    /// no value is cloned or encoded on the shard's thread.
     pub fn checkpoint(&mut self, map: &mut FxHashMap<CompactString, Entry>) {
         self.last_checkpoint = Instant::now();
         self.batches_since_checkpoint = 0;
         self.bytes_since_checkpoint = 0;
+        let records = std::mem::take(&mut self.records);
+        let base = self.records_base;
+        self.records_base = self.next_seq;
         if self.dirty.is_empty() && self.dirty_ids.is_empty() && self.dirty_offsets.is_empty() {
             return;
         }
         let mut states = Vec::with_capacity(self.dirty.len());
         for key in std::mem::take(&mut self.dirty) {
-            let state = match map.get_mut(key.as_str()) {
+            let snap = match map.get_mut(key.as_str()) {
                 Some(e) => {
                     e.dirty = false;
-                    e.value.as_ref().map(|v| KeyState {
-                        value: v.clone(),
-                        version: e.version,
-                        updated_at: e.updated_at,
-                        expires_at: e.expires_at,
-                    })
+                    match &e.value {
+                        None => Snap::Deleted,
+                        Some(v) => {
+                            let rec = e
+                                .logged_seq
+                                .checked_sub(base)
+                                .and_then(|i| u32::try_from(i).ok())
+                                .filter(|&i| (i as usize) < records.len());
+                            match rec {
+                                Some(i) if e.image_at != u32::MAX => Snap::Image(i, e.image_at),
+                                _ => Snap::State(KeyState {
+                                    value: v.clone(),
+                                    version: e.version,
+                                    updated_at: e.updated_at,
+                                    expires_at: e.expires_at,
+                                }),
+                            }
+                        }
+                    }
                 }
-                None => None,
+                None => Snap::Deleted,
             };
-            states.push((key, state));
+            states.push((key, snap));
         }
         let job = CheckpointJob {
             shard: self.shard,
             upto_seq: self.last_seq,
             states,
+            records,
             dedup: std::mem::take(&mut self.dirty_ids),
             offsets: self.dirty_offsets.drain().collect(),
             confirmed: Arc::clone(&self.confirmed),
@@ -673,19 +736,44 @@ fn run_checkpointer(d: &Durability, rx: Receiver<CheckpointJob>) {
     }
 }
 
+/// Writes one checkpoint job as one atomic store batch: each key's state
+/// from its after-image bytes (or encoded here), the ids and offsets.
+fn checkpoint_job(
+    store: &Store,
+    job: &CheckpointJob,
+) -> statecraft_store::Result<statecraft_store::CheckpointReport> {
+    let mut ck = store.begin_checkpoint(job.shard, job.upto_seq)?;
+    for (key, snap) in &job.states {
+        match snap {
+            Snap::Deleted => ck.state(key, None)?,
+            Snap::State(s) => ck.state(key, Some(s))?,
+            Snap::Image(rec, at) => {
+                let bytes = job
+                    .records
+                    .get(*rec as usize)
+                    .and_then(|r| r.get(*at as usize..))
+                    .unwrap_or_default();
+                let len = statecraft_store::encoded_state_len(bytes)?;
+                ck.state_encoded(key, bytes.get(..len))?;
+            }
+        }
+    }
+    for e in &job.dedup {
+        ck.dedup(&e.key, &e.id, e.expires_at)?;
+    }
+    for (name, pos) in &job.offsets {
+        ck.offset(name, *pos)?;
+    }
+    ck.commit()
+}
+
 fn write_checkpoint(d: &Durability, job: CheckpointJob) {
     if d.poisoned.get().is_some() {
         return;
     }
     let started = Instant::now();
     let n = job.states.len() as u64;
-    let result = d.store.checkpoint(
-        job.shard,
-        job.upto_seq,
-        job.states.iter().map(|(k, s)| (k.as_str(), s.as_ref())),
-        job.dedup.iter(),
-        job.offsets.iter().map(|(k, v)| (k.as_str(), *v)),
-    );
+    let result = checkpoint_job(&d.store, &job);
     match result {
         Ok(_) => {
             job.confirmed.fetch_max(job.upto_seq, Ordering::AcqRel);

@@ -110,6 +110,9 @@ pub(crate) struct Entry {
     pub logged_seq: u64,
     /// Used since the last eviction pass (second-chance eviction).
     pub hot: bool,
+    /// Where the encoded after-image of the last logged change starts in
+    /// the record of `logged_seq` (`u32::MAX` = none).
+    pub image_at: u32,
 }
 
 impl Entry {
@@ -122,6 +125,7 @@ impl Entry {
             dirty: false,
             logged_seq: 0,
             hot: true,
+            image_at: u32::MAX,
         }
     }
 
@@ -300,10 +304,12 @@ impl ShardState {
     }
 
     /// Applies one event; returns its result and, when it changed the key,
-    /// the change for watchers.
+    /// the change for watchers. `taken`: the event's operand, when the
+    /// caller owned the event and took it out (see [`ops::apply_taking`]).
     pub fn apply(
         &mut self,
         event: &Event,
+        taken: Option<Option<Value>>,
         now_ms: u64,
         staged: &mut StagedBatch,
         want_change: bool,
@@ -337,14 +343,16 @@ impl ShardState {
             },
             _ => None,
         };
-        self.apply_resolved(event, custom, now_ms, staged, want_change, true)
+        self.apply_resolved(event, taken, custom, now_ms, staged, want_change, true)
     }
 
     /// [`apply`](Self::apply) once the op is resolved. `may_load`: on a
     /// memory miss, read the key from the store once and retry.
+    #[allow(clippy::too_many_arguments)]
     fn apply_resolved(
         &mut self,
         event: &Event,
+        taken: Option<Option<Value>>,
         custom: Option<CustomOp>,
         now_ms: u64,
         staged: &mut StagedBatch,
@@ -365,7 +373,15 @@ impl ShardState {
                     }
                     Some(Ok(None)) | None => {}
                 }
-                return self.apply_resolved(event, custom, now_ms, staged, want_change, false);
+                return self.apply_resolved(
+                    event,
+                    taken,
+                    custom,
+                    now_ms,
+                    staged,
+                    want_change,
+                    false,
+                );
             }
             // Hot path: one lookup, the value changed in place.
             Some(e) if e.is_live(now_ms) => {
@@ -379,12 +395,21 @@ impl ShardState {
                         None,
                     );
                 }
-                let growth = crate::limits::growth_bound(event, event.value.as_ref());
+                let growth = crate::limits::growth_bound(
+                    event,
+                    match &taken {
+                        Some(taken) => taken.as_ref(),
+                        None => event.value.as_ref(),
+                    },
+                );
                 let applied = crate::limits::apply_bounded(
                     &self.settings.limits,
                     &mut e.value,
                     growth,
-                    |t| ops::apply(t, event, custom.as_ref()),
+                    |target| match taken {
+                        Some(operand) => ops::apply_taking(target, event, operand, custom.as_ref()),
+                        None => ops::apply(target, event, custom.as_ref()),
+                    },
                 );
                 match applied {
                     Ok(()) => {
@@ -416,11 +441,22 @@ impl ShardState {
                     return (EventResult::Conflict { current_version: 0 }, None);
                 }
                 let mut slot: Option<Value> = None;
-                let growth = crate::limits::growth_bound(event, event.value.as_ref());
-                let applied =
-                    crate::limits::apply_bounded(&self.settings.limits, &mut slot, growth, |t| {
-                        ops::apply(t, event, custom.as_ref())
-                    });
+                let growth = crate::limits::growth_bound(
+                    event,
+                    match &taken {
+                        Some(taken) => taken.as_ref(),
+                        None => event.value.as_ref(),
+                    },
+                );
+                let applied = crate::limits::apply_bounded(
+                    &self.settings.limits,
+                    &mut slot,
+                    growth,
+                    |target| match taken {
+                        Some(operand) => ops::apply_taking(target, event, operand, custom.as_ref()),
+                        None => ops::apply(target, event, custom.as_ref()),
+                    },
+                );
                 match applied {
                     Ok(()) => {
                         let version = u64::from(slot.is_some());
@@ -583,6 +619,16 @@ impl ShardState {
     pub fn housekeeping(&mut self, now_ms: u64) {
         self.dedup.expire(now_ms);
     }
+}
+
+/// A sub-batch's view of its submission's events.
+enum Events<'a> {
+    /// The last reference: the events may be consumed.
+    Owned(&'a mut Vec<Event>),
+    /// Shared with other shards' sub-batches: read only.
+    Shared(&'a Vec<Event>),
+    /// Unreachable (the reference was unique a moment ago).
+    Gone,
 }
 
 /// The answer to an event whose store read failed: refused, never applied
@@ -805,11 +851,33 @@ impl ShardWorker {
                 started.saturating_duration_since(item.enqueued_at),
                 item.events,
             ));
-            let sub = item.payload;
+            let mut sub = item.payload;
             let mut results = Vec::with_capacity(sub.indices.len());
+            // When this sub-batch holds the submission's last reference (the
+            // other shards are done with it), its events are this shard's to
+            // consume: operands are moved into the state, not cloned.
+            let mut events = if Arc::get_mut(&mut sub.submission).is_some() {
+                match Arc::get_mut(&mut sub.submission) {
+                    Some(owned) => Events::Owned(owned),
+                    None => Events::Gone,
+                }
+            } else {
+                Events::Shared(&sub.submission)
+            };
             for &i in &sub.indices {
-                let Some(event) = sub.submission.get(i as usize) else {
-                    continue;
+                let (event, taken) = match &mut events {
+                    Events::Owned(owned) => match owned.get_mut(i as usize) {
+                        Some(e) => {
+                            let taken = ops::takes_operand(e).then(|| e.value.take());
+                            (&*e, taken)
+                        }
+                        None => continue,
+                    },
+                    Events::Shared(shared) => match shared.get(i as usize) {
+                        Some(e) => (e, None),
+                        None => continue,
+                    },
+                    Events::Gone => continue,
                 };
                 if let Some(src) = &sub.source
                     && let Some(&seq) = src.seqs.get(i as usize)
@@ -819,7 +887,9 @@ impl ShardWorker {
                     results.push(answer);
                     continue;
                 }
-                let (result, change) = self.state.apply(event, now, &mut staged, want_changes);
+                let (result, change) =
+                    self.state
+                        .apply(event, taken, now, &mut staged, want_changes);
                 if result.is_applied() {
                     applied += 1;
                 }

@@ -1,13 +1,18 @@
 //! Checkpoints: materializing coalesced key states, dedup ids and offsets into
 //! the store, and dropping the log records they cover — in one atomic batch.
 //!
-//! Invariant: a checkpoint of shard `s` up to seq `n` is **one** fjall write
-//! batch holding the states, the dedup ids, the offsets, `meta ckpt/<s> = n`
-//! and the deletion of `s`'s log records with seq ≤ `n`. It is not fsynced: the
-//! next [`Store::sync`] covers it. That is safe because fjall's journal is
-//! replayed as a prefix of whole batches: if a crash loses the checkpoint
-//! batch, it loses the deletion of the log records with it, and recovery
-//! replays those records instead — same state, no gap.
+//! Invariant: a checkpoint of shard `s` up to seq `n` ends with **one** fjall
+//! write batch holding the last states, the dedup ids, the offsets,
+//! `meta ckpt/<s> = n` and the deletion of `s`'s log records with seq ≤ `n`.
+//! A large checkpoint commits its earlier states ahead of it in parts of at
+//! most [`PART_STATES`] keys / [`PART_BYTES`] bytes (so no batch holds fjall's
+//! journal — shared with the log's appends and fsyncs — for long). Nothing is
+//! fsynced here: the next [`Store::sync`] covers it. That is safe because
+//! fjall's journal is replayed as a prefix of whole batches: if a crash loses
+//! the final batch, it loses the deletion of the log records with it, and
+//! recovery replays those records over whatever parts survived (each key in
+//! a part was changed by one of them; replay overwrites in seq order) — same
+//! state, no gap.
 //!
 //! The expiry index (`expiry` keyspace, `expires_at ++ kind ++ key`) is kept
 //! here: a state or dedup id with an expiry gets an index entry in the same
@@ -21,7 +26,7 @@ use crate::{
     fault::Fault,
     keys,
     record::DedupEntry,
-    state::{KeyState, encode_state, peek_expires_at},
+    state::{KeyState, encode_state, encoded_state_len, peek_expires_at},
     store::{Inner, Store, check_id, check_key},
 };
 use std::{borrow::Borrow, collections::HashMap, sync::MutexGuard, time::Duration};
@@ -44,6 +49,13 @@ pub struct CheckpointReport {
     /// Wall time from `begin_checkpoint` to the end of the commit.
     pub duration: Duration,
 }
+
+/// A checkpoint commits its states in parts of at most this many keys...
+pub const PART_STATES: usize = 4_096;
+/// ...or this many bytes of encoded state, whichever comes first (see
+/// [`Checkpoint::state`]); the final part carries the ids, offsets, the
+/// checkpoint position and the log deletions.
+pub const PART_BYTES: usize = 1 << 20;
 
 /// A key and the range of its encoded state in the arena (`None` = delete).
 type PendingState = (Box<str>, Option<(usize, usize)>);
@@ -91,7 +103,44 @@ impl<'a> Materializer<'a> {
             self.report.keys_deleted += 1;
             return Ok(());
         };
-        if let Some(exp) = s.expires_at {
+        self.index_expiry(key, s.expires_at)?;
+        let start = self.arena.len();
+        encode_state(s, &mut self.arena);
+        self.push_state(key, start);
+        Ok(())
+    }
+
+    /// [`state`](Self::state) from an already encoded state (e.g. the
+    /// after-image bytes of a log record): copied, not decoded.
+    pub(crate) fn state_encoded(&mut self, key: &str, encoded: Option<&[u8]>) -> Result<()> {
+        check_key(key)?;
+        let Some(bytes) = encoded else {
+            self.states.push((key.into(), None));
+            self.report.keys_deleted += 1;
+            return Ok(());
+        };
+        if encoded_state_len(bytes)? != bytes.len() {
+            return Err(StoreError::Corrupt {
+                what: format!("encoded state of key {key:?} has trailing bytes"),
+            });
+        }
+        self.index_expiry(key, peek_expires_at(bytes)?)?;
+        let start = self.arena.len();
+        self.arena.extend_from_slice(bytes);
+        self.push_state(key, start);
+        Ok(())
+    }
+
+    fn push_state(&mut self, key: &str, start: usize) {
+        self.report.state_bytes += (self.arena.len() - start) as u64;
+        self.states
+            .push((key.into(), Some((start, self.arena.len()))));
+        self.report.states_written += 1;
+    }
+
+    /// Expiry-index upkeep for a state being written with expiry `expires_at`.
+    fn index_expiry(&mut self, key: &str, expires_at: Option<u64>) -> Result<()> {
+        if let Some(exp) = expires_at {
             let old = self
                 .inner
                 .state
@@ -112,12 +161,6 @@ impl<'a> Materializer<'a> {
                 true,
             ));
         }
-        let start = self.arena.len();
-        encode_state(s, &mut self.arena);
-        self.report.state_bytes += (self.arena.len() - start) as u64;
-        self.states
-            .push((key.into(), Some((start, self.arena.len()))));
-        self.report.states_written += 1;
         Ok(())
     }
 
@@ -172,17 +215,39 @@ impl<'a> Materializer<'a> {
     }
 
     /// Commits the batch atomically (no fsync). A failure poisons the store.
-    pub(crate) fn commit(self, fault: Fault, op: &'static str) -> Result<CheckpointReport> {
-        let Self {
-            inner,
-            mut batch,
-            arena,
-            mut states,
-            mut dedup,
-            mut index,
-            report,
-            ..
-        } = self;
+    pub(crate) fn commit(mut self, fault: Fault, op: &'static str) -> Result<CheckpointReport> {
+        self.write_part(fault, op)?;
+        Ok(self.report)
+    }
+
+    /// States (with their expiry-index entries) buffered so far, and bytes.
+    pub(crate) fn buffered(&self) -> (usize, usize) {
+        (self.states.len(), self.arena.len())
+    }
+
+    /// Commits what is buffered as one atomic batch (no fsync) and starts an
+    /// empty one; the report keeps counting. A failure poisons the store.
+    pub(crate) fn write_part(&mut self, fault: Fault, op: &'static str) -> Result<()> {
+        let inner = self.inner;
+        let batch = std::mem::replace(&mut self.batch, inner.db.batch());
+        let arena = std::mem::take(&mut self.arena);
+        let states = std::mem::take(&mut self.states);
+        let dedup = std::mem::take(&mut self.dedup);
+        let index = std::mem::take(&mut self.index);
+        Self::fill_and_commit(inner, batch, &arena, states, dedup, index, fault, op)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fill_and_commit(
+        inner: &Inner,
+        mut batch: fjall::OwnedWriteBatch,
+        arena: &[u8],
+        mut states: Vec<PendingState>,
+        mut dedup: Vec<(Vec<u8>, u64)>,
+        mut index: Vec<(Vec<u8>, bool)>,
+        fault: Fault,
+        op: &'static str,
+    ) -> Result<()> {
         // Stable sort, then keep the last of equal keys: a key given twice
         // (against `Checkpoint::state`'s contract) still has a defined result
         // — the later state — instead of two writes at one fjall seqno.
@@ -215,18 +280,22 @@ impl<'a> Materializer<'a> {
             }
         }
         inner.write(fault, op, || batch.commit())?;
-        Ok(report)
+        Ok(())
     }
 }
 
 /// A checkpoint being built: add the shard's coalesced dirty keys, dedup ids
 /// and offsets, then [`commit`](Self::commit). Holds the store's materialize
 /// lock (checkpoints and sweeps run one at a time; appends and reads go on).
-/// Dropping it without committing writes nothing. Not `Send` (it holds a
+/// Dropping it without committing writes nothing more (parts of a large
+/// checkpoint already committed stay; see the module docs for why that is
+/// safe). Not `Send` (it holds a
 /// lock guard): build and commit it on one thread.
 pub struct Checkpoint<'s> {
     shard: u16,
     upto_seq: u64,
+    /// Parts committed ahead of the final batch (see `maybe_write_part`).
+    parts: usize,
     started: std::time::Instant,
     m: Materializer<'s>,
     _materialize: MutexGuard<'s, ()>,
@@ -240,7 +309,44 @@ impl Checkpoint<'_> {
     ///
     /// [`StoreError::TooLong`]; read errors while maintaining the expiry index.
     pub fn state(&mut self, key: &str, state: Option<&KeyState>) -> Result<()> {
-        self.m.state(key, state)
+        self.m.state(key, state)?;
+        self.maybe_write_part()
+    }
+
+    /// Paces a large checkpoint: once [`PART_STATES`] states or
+    /// [`PART_BYTES`] bytes are buffered, they are committed as a batch of
+    /// their own, so no single batch holds fjall's journal (which the log's
+    /// appends and fsyncs share) for long, and each fsync after it carries
+    /// at most one part. Safe without the final batch: a key written here
+    /// was changed by a log record above the shard's current checkpoint,
+    /// and those records stay until the final batch deletes them, so a
+    /// crash in between replays them over these states (blind overwrites,
+    /// seq order) and ends in the same place.
+    fn maybe_write_part(&mut self) -> Result<()> {
+        let (states, bytes) = self.m.buffered();
+        if states >= PART_STATES || bytes >= PART_BYTES {
+            self.m
+                .write_part(Fault::Checkpoint, "committing part of a checkpoint")?;
+            self.parts += 1;
+            // Let the committer's append and fsync in between the parts.
+            std::thread::yield_now();
+        }
+        Ok(())
+    }
+
+    /// [`state`](Self::state) given as its encoded bytes (exactly one state
+    /// as [`encode_state`](crate::encode_state) writes it, e.g. the
+    /// after-image a [`RecordBuilder::put`](crate::RecordBuilder::put) wrote
+    /// into a log record): stored as they are, without decoding the value.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::TooLong`]; [`StoreError::Corrupt`] if `encoded` is not
+    /// exactly one encoded state; read errors while maintaining the expiry
+    /// index.
+    pub fn state_encoded(&mut self, key: &str, encoded: Option<&[u8]>) -> Result<()> {
+        self.m.state_encoded(key, encoded)?;
+        self.maybe_write_part()
     }
 
     /// Records idempotency id `id` on `key`, valid until `expires_at` (ms).
@@ -271,6 +377,7 @@ impl Checkpoint<'_> {
         let Self {
             shard,
             upto_seq,
+            parts,
             started,
             mut m,
             _materialize,
@@ -311,6 +418,7 @@ impl Checkpoint<'_> {
             states = report.states_written,
             deleted = report.keys_deleted,
             log_records = report.log_records_deleted,
+            parts = parts + 1,
             ms = report.duration.as_secs_f64() * 1e3,
             "checkpoint committed"
         );
@@ -346,6 +454,7 @@ impl Store {
         Ok(Checkpoint {
             shard,
             upto_seq,
+            parts: 0,
             started: std::time::Instant::now(),
             m: Materializer::new(inner),
             _materialize: guard,

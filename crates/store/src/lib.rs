@@ -78,7 +78,7 @@ mod varint;
 mod watermark;
 
 pub use backup::BackupReport;
-pub use checkpoint::{Checkpoint, CheckpointReport};
+pub use checkpoint::{Checkpoint, CheckpointReport, PART_BYTES, PART_STATES};
 pub use error::{Result, StoreError};
 #[doc(hidden)]
 pub use fault::{Fault, FaultInjector};
@@ -86,6 +86,6 @@ pub use record::{
     DedupEntry, LogRecord, RecordBuilder, RecordEncoder, decode_record, encode_record,
 };
 pub use recovery::RecoveryReport;
-pub use state::{KeyState, decode_state, encode_state, encode_state_parts};
+pub use state::{KeyState, decode_state, encode_state, encode_state_parts, encoded_state_len};
 pub use store::{FORMAT_VERSION, MAX_ID_BYTES, MAX_KEY_BYTES, Store, StoreOptions};
 pub use sweep::SweepReport;

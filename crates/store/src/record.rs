@@ -226,7 +226,10 @@ impl RecordBuilder {
         }
     }
 
-    /// Records the state of `key` after the change, by its parts.
+    /// Records the state of `key` after the change, by its parts. Returns
+    /// where the encoded state starts in the finished record's bytes (the
+    /// same bytes a checkpoint stores: see
+    /// [`Checkpoint::state_encoded`](crate::Checkpoint::state_encoded)).
     pub fn put(
         &mut self,
         key: &str,
@@ -234,11 +237,13 @@ impl RecordBuilder {
         version: u64,
         updated_at: u64,
         expires_at: Option<u64>,
-    ) {
+    ) -> usize {
         self.out.push(PUT);
         put_bytes(&mut self.out, key.as_bytes());
+        let at = self.out.len();
         encode_state_parts(value, version, updated_at, expires_at, &mut self.out);
         self.entries += 1;
+        at
     }
 
     /// Records that `key` was deleted.

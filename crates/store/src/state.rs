@@ -129,10 +129,27 @@ fn encode_number(n: &Number, out: &mut Vec<u8>) -> u8 {
 }
 
 fn encode_json_text(v: &Value, out: &mut Vec<u8>) {
-    // Serializing a `Value` into memory cannot fail: its map keys are strings and
-    // `Vec<u8>` writes are infallible.
-    let text = serde_json::to_vec(v).unwrap_or_default();
-    put_bytes(out, &text);
+    thread_local! {
+        /// The text before its length is known; reused (no allocation per
+        /// document on the apply path).
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| {
+        let Ok(mut text) = scratch.try_borrow_mut() else {
+            // Re-entered (cannot happen: serializing calls no encoder).
+            let text = serde_json::to_vec(v).unwrap_or_default();
+            put_bytes(out, &text);
+            return;
+        };
+        text.clear();
+        // Serializing a `Value` into memory cannot fail: its map keys are
+        // strings and `Vec<u8>` writes are infallible.
+        let _ = serde_json::to_writer(&mut *text, v);
+        put_bytes(out, &text);
+        if text.capacity() > 1 << 20 {
+            *text = Vec::new();
+        }
+    });
 }
 
 /// Decodes one state that occupies all of `bytes`.
@@ -183,6 +200,41 @@ pub(crate) fn read_state(r: &mut Reader<'_>) -> Result<KeyState, StoreError> {
         updated_at,
         expires_at,
     })
+}
+
+/// The length of the one encoded state at the start of `bytes` (states are
+/// self-delimiting), found without decoding its value: how a checkpoint
+/// reuses the after-image bytes of a log record instead of encoding the
+/// value again.
+///
+/// # Errors
+///
+/// [`StoreError::Corrupt`] if `bytes` does not start with a whole state.
+pub fn encoded_state_len(bytes: &[u8]) -> Result<usize, StoreError> {
+    let mut r = Reader::new(bytes, "key state");
+    let header = r.u8()?;
+    if header & RESERVED_BITS != 0 {
+        return Err(r.corrupt("reserved header bits set"));
+    }
+    r.varint()?;
+    r.varint()?;
+    if header & FLAG_EXPIRES != 0 {
+        r.varint()?;
+    }
+    match header & 0x0f {
+        TAG_NULL | TAG_FALSE | TAG_TRUE => {}
+        TAG_I64 | TAG_U64 => {
+            r.varint()?;
+        }
+        TAG_F64 => {
+            r.array::<8>()?;
+        }
+        TAG_STRING | TAG_JSON => {
+            r.bytes()?;
+        }
+        _ => return Err(r.corrupt("unknown value tag")),
+    }
+    Ok(bytes.len() - r.remaining())
 }
 
 /// Reads only the expiry of an encoded state (for index upkeep), without
