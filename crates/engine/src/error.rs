@@ -11,8 +11,9 @@ pub enum EngineError {
     /// A request could not be queued (a queue stayed over capacity).
     #[error("the engine is overloaded")]
     Overloaded,
-    /// The store failed; writes are refused until the engine is restarted.
-    /// Reads keep working.
+    /// The store failed; writes and reads are refused until the engine is
+    /// restarted (memory may hold effects of events that were refused, which
+    /// must never be visible; a restart serves the durable state).
     #[error("the store failed and the engine refuses writes until restarted: {0}")]
     Poisoned(String),
     /// The store failed.

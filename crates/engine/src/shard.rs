@@ -297,10 +297,13 @@ impl ShardState {
             };
             self.map.insert(CompactString::from(key), entry);
         }
-        Ok(self.map.get_mut(key).map(|e| {
-            e.hot = true;
-            e
-        }))
+        match self.map.get_mut(key) {
+            Some(e) => {
+                e.hot = true;
+                Ok(Some(e))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Applies one event; returns its result and, when it changed the key,

@@ -35,6 +35,7 @@
 
 pub mod client;
 pub mod config;
+mod conn;
 mod error;
 mod http;
 pub mod observe;

@@ -101,7 +101,7 @@ impl Problem {
                 e.to_string(),
             )
             .retry_after(1),
-            E::Poisoned(_) => Problem::new(
+            E::Poisoned(_) | E::Store(_) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store-unavailable",
                 "The store failed",

@@ -106,6 +106,14 @@ pub(crate) struct Shared {
     /// HTTP request slots: `max_connections` permits; a request holds one
     /// until its response is produced; none left = 503. Never closed.
     pub http_slots: Arc<Semaphore>,
+    /// HTTP socket slots ([`crate::conn`]): an accepted socket holds one
+    /// for its life; none left = the socket is refused before it is read.
+    pub http_conn_slots: Arc<Semaphore>,
+    /// How many HTTP sockets are allowed (`max_connections`, or less to
+    /// keep the store's descriptor reserve: [`crate::conn::fd_budget`]).
+    pub http_conn_limit: usize,
+    /// Farewell tasks of refused sockets ([`crate::conn::FAREWELL_MAX`]).
+    pub farewells: Arc<Semaphore>,
     /// Cluster mode: the node's handle, set by the opener before the engine
     /// is announced ready (so a handler that sees the engine sees it too).
     pub cluster: std::sync::OnceLock<statecraft_cluster::ClusterHandle>,
@@ -177,11 +185,33 @@ impl Server {
             _ => None,
         };
 
+        // Descriptors: raise the soft limit, then keep the store's reserve
+        // out of the clients' reach (issue 16).
+        let soft = match crate::conn::raise_nofile_limit() {
+            Ok(soft) => soft,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read or raise the open-file limit");
+                1024
+            }
+        };
+        let conn_limit = crate::conn::fd_budget(config.max_connections, soft);
+        if conn_limit < config.max_connections {
+            tracing::warn!(
+                max_connections = config.max_connections,
+                allowed = conn_limit,
+                open_file_limit = soft,
+                reserve = crate::conn::STORE_FD_RESERVE,
+                "max_connections lowered to fit the open-file limit (raise `ulimit -n`)"
+            );
+        }
         let coordinator = ShutdownCoordinator::new();
         let (engine_tx, engine_rx) = watch::channel(EngineState::Opening);
         let shared = Arc::new(Shared {
-            tcp_slots: Arc::new(Semaphore::new(config.max_connections)),
+            tcp_slots: Arc::new(Semaphore::new(conn_limit)),
             http_slots: Arc::new(Semaphore::new(config.max_connections)),
+            http_conn_slots: Arc::new(Semaphore::new(conn_limit)),
+            http_conn_limit: conn_limit,
+            farewells: Arc::new(Semaphore::new(crate::conn::FAREWELL_MAX)),
             stop: coordinator.listener(),
             engine: engine_rx,
             started: Instant::now(),
@@ -242,6 +272,7 @@ impl Server {
         let app = crate::http::router(Arc::clone(&shared));
         let (stop, guard) = coordinator.task();
         let http_task = tokio::spawn(crate::http::serve(
+            Arc::clone(&shared),
             http_listener,
             tls.clone(),
             app,

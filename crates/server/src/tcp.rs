@@ -45,9 +45,6 @@ use crate::protocol::{
 use crate::server::Shared;
 use crate::shutdown::{Shutdown, TaskGuard};
 
-/// How long a refused or failed connection gets to read its ERROR frame.
-const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// How long a closing connection keeps discarding what the client sends.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -103,32 +100,21 @@ pub(crate) async fn serve(
             }
             Err(_) => {
                 shared.counters.tcp_refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%peer, max = shared.config.max_connections, "tcp connection refused: too many connections");
+                let max = shared.http_conn_limit;
+                tracing::warn!(%peer, max, "tcp connection refused: too many connections");
                 let err = ErrorFrame::new(
                     ErrorCode::TooManyConnections,
-                    format!(
-                        "the server allows {} connections at once",
-                        shared.config.max_connections
-                    ),
+                    format!("the server allows {max} connections at once"),
                 );
-                tokio::spawn(farewell(stream, err));
+                let mut buf = BytesMut::new();
+                protocol::put_json_frame(&mut buf, frame_type::ERROR, &err);
+                crate::conn::farewell(&shared, stream, buf.to_vec());
             }
         }
     }
     tracing::info!("tcp: stopped accepting");
     drop(listener);
     drop(guard);
-}
-
-/// Writes one ERROR frame and closes, giving up after [`FAREWELL_TIMEOUT`].
-async fn farewell(mut stream: TcpStream, err: ErrorFrame) {
-    let mut buf = BytesMut::new();
-    protocol::put_json_frame(&mut buf, frame_type::ERROR, &err);
-    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
-        stream.write_all(&buf).await?;
-        stream.shutdown().await
-    })
-    .await;
 }
 
 /// A lingering close: after our FIN, read and discard what the client still
@@ -227,10 +213,19 @@ impl Connection {
         let cfg = &self.shared.config;
         let mut default_ack: AckMode = cfg.engine.ack;
         let mut greeted = false;
+        // A client that sends no HELLO in time gives its slot back.
+        let hello_deadline = tokio::time::sleep(cfg.hello_timeout);
+        tokio::pin!(hello_deadline);
         loop {
             let next = tokio::select! {
                 biased;
                 _ = stop.recv() => return Stop::Shutdown,
+                () = &mut hello_deadline, if !greeted => {
+                    return Stop::Fatal(ErrorFrame::new(
+                        ErrorCode::HelloRequired,
+                        format!("no HELLO within {} ms", cfg.hello_timeout.as_millis()),
+                    ));
+                }
                 f = frames.next() => f,
             };
             let raw = match next {
@@ -497,5 +492,5 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, sh
     if !buf.is_empty() {
         let _ = wr.write_all(&buf).await;
     }
-    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, wr.shutdown()).await;
+    let _ = tokio::time::timeout(crate::conn::FAREWELL_TIMEOUT, wr.shutdown()).await;
 }

@@ -17,12 +17,16 @@ use statecraft_engine::Limits;
 use statecraft_server::{ServeConfig, Server};
 
 fn durable(dir: &std::path::Path) -> ServeConfig {
-    ServeConfig {
-        data_dir: Some(dir.to_owned()),
-        ack: statecraft_engine::AckMode::Durable,
-        checkpoint_interval: Duration::from_millis(50),
-        ..config()
-    }
+    let mut c = config();
+    c.engine.data_dir = Some(dir.to_owned());
+    c.engine.ack = statecraft_engine::AckMode::Durable;
+    c.engine.checkpoint_interval = Duration::from_millis(50);
+    c
+}
+
+fn with_limits(mut c: ServeConfig, limits: Limits) -> ServeConfig {
+    c.engine.limits = limits;
+    c
 }
 
 fn result(v: &Value) -> (String, String) {
@@ -75,26 +79,26 @@ async fn an_id_the_store_cannot_hold_is_refused_and_the_data_dir_survives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_limit_beyond_the_store_is_refused_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let too_big = ServeConfig {
-        limits: Limits {
+    let too_big = with_limits(
+        durable(dir.path()),
+        Limits {
             max_key_bytes: 100_000,
             ..Limits::DEFAULT
         },
-        ..durable(dir.path())
-    };
+    );
     let err = Server::start(too_big)
         .await
         .expect_err("max_key_bytes 100000 exceeds what the store can hold");
     assert!(err.to_string().contains("max_key_bytes"), "{err}");
 
     // At the store's own limit a key of that size is fine, one more byte is not.
-    let at_limit = ServeConfig {
-        limits: Limits {
+    let at_limit = with_limits(
+        durable(dir.path()),
+        Limits {
             max_key_bytes: statecraft_engine::limits::MAX_KEY_BYTES,
             ..Limits::DEFAULT
         },
-        ..durable(dir.path())
-    };
+    );
     let running = start(at_limit.clone()).await;
     let base = running.http_url();
     for (len, want) in [
@@ -122,13 +126,13 @@ async fn a_key_limit_beyond_the_store_is_refused_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_merge_and_path_writes_cannot_grow_a_key_past_max_value_bytes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = ServeConfig {
-        limits: Limits {
+    let cfg = with_limits(
+        durable(dir.path()),
+        Limits {
             max_value_bytes: 1_000,
             ..Limits::DEFAULT
         },
-        ..durable(dir.path())
-    };
+    );
     let running = start(cfg).await;
     let base = running.http_url();
     let chunk = "x".repeat(100);
@@ -173,5 +177,54 @@ async fn an_empty_id_is_refused() {
         ("rejected".into(), "invalid_event".into()),
         "{v}"
     );
+    running.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_write_is_never_visible_and_readyz_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = start(durable(dir.path())).await;
+    let base = running.http_url();
+    let (_, v) = post_events(&base, "", "application/json", r#"{"key":"a","op":"incr"}"#).await;
+    assert_eq!(result(&v).0, "applied", "{v}");
+    // The disk refuses the next log append (as a full disk does).
+    let engine = running.engine().expect("open");
+    assert!(engine.inject_store_fault(statecraft_store::Fault::Append));
+    let (_, v) = post_events(&base, "", "application/json", r#"{"key":"b","op":"incr"}"#).await;
+    assert_eq!(
+        result(&v),
+        ("rejected".into(), "store_unavailable".into()),
+        "{v}"
+    );
+    // The refused event's effect must not be readable.
+    let (st, v) = get_json(&base, "/v1/state/b").await;
+    assert_ne!(st, 200, "a refused event is visible: {v}");
+    let (st, v) = get_json(&base, "/v1/state?prefix=").await;
+    assert!(
+        st != 200 || !v.to_string().contains("\"b\""),
+        "a refused event is visible in a scan: {v}"
+    );
+    // Not ready, and the reason is there.
+    let (st, v) = get_json(&base, "/readyz").await;
+    assert_eq!(st, 503, "{v}");
+    assert_eq!(v["status"], "store_failed", "{v}");
+    let metrics = http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("statecraft_store_poisoned 1"), "{metrics}");
+    running.shutdown().await.ok();
+    // A restart recovers what was durable, and takes writes again.
+    let running = start(durable(dir.path())).await;
+    let base = running.http_url();
+    assert_eq!(get_json(&base, "/v1/state/a").await.0, 200);
+    assert_eq!(get_json(&base, "/v1/state/b").await.0, 404);
+    let (_, v) = post_events(&base, "", "application/json", r#"{"key":"b","op":"incr"}"#).await;
+    assert_eq!(result(&v).0, "applied", "{v}");
+    assert_eq!(get_json(&base, "/readyz").await.0, 200);
     running.shutdown().await.expect("clean shutdown");
 }

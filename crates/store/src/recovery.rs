@@ -338,9 +338,9 @@ mod tests {
         store.sync().expect("sync");
         drop(store);
 
-        let err = Store::open(dir.path(), StoreOptions::default())
-            .err()
-            .expect("a lost key needs the operator's consent");
+        let Err(err) = Store::open(dir.path(), StoreOptions::default()) else {
+            panic!("a lost key needs the operator's consent");
+        };
         assert!(err.to_string().contains("--accept-lost-records"), "{err}");
         let (store, report) = Store::open(
             dir.path(),

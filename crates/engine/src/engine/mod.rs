@@ -236,7 +236,15 @@ impl Engine {
 
     /// The live state of `key`, if any. Sees every batch applied before the
     /// call (read-your-writes after an `applied` or `durable` ack).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Poisoned`] once the store refused a write: memory may
+    /// then hold effects of events that were answered `store_unavailable`,
+    /// and those must never be visible (issue 16). A restart serves the
+    /// durable state again.
     pub async fn get(&self, key: &str) -> Result<Option<StateRecord>, EngineError> {
+        self.refuse_reads_if_poisoned()?;
         let s = shard_of(key, self.inner.shards.len());
         self.ask(s, |reply| ShardRequest::Get {
             key: key.to_owned(),
@@ -254,6 +262,7 @@ impl Engine {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<StateRecord>, EngineError> {
+        self.refuse_reads_if_poisoned()?;
         let mut live: Vec<StateRecord> = Vec::new();
         let mut hidden: rustc_hash::FxHashSet<String> = rustc_hash::FxHashSet::default();
         for s in 0..self.inner.shards.len() {
@@ -415,6 +424,14 @@ impl Engine {
             results: totals,
             shards,
             durability,
+        }
+    }
+
+    /// Reads are refused once the store is poisoned (see [`Engine::get`]).
+    fn refuse_reads_if_poisoned(&self) -> Result<(), EngineError> {
+        match self.poisoned() {
+            Some(cause) => Err(EngineError::Poisoned(cause)),
+            None => Ok(()),
         }
     }
 

@@ -68,7 +68,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 
 /// Serves `app` on `listener` until the stop signal, then shuts down
 /// gracefully (in-flight requests get `grace`). Holds `guard` until done.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve(
+    shared: Arc<Shared>,
     listener: std::net::TcpListener,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     app: Router,
@@ -85,15 +87,31 @@ pub(crate) async fn serve(
         on_stop.graceful_shutdown(Some(grace));
     });
     let service = app.into_make_service();
-    let result = match tls {
-        Some(tls) => match axum_server::tls_rustls::from_tcp_rustls(listener, tls) {
-            Ok(server) => server.handle(handle).serve(service).await,
-            Err(e) => Err(e),
-        },
-        None => match axum_server::from_tcp(listener) {
-            Ok(server) => server.handle(handle).serve(service).await,
-            Err(e) => Err(e),
-        },
+    // Sockets are counted and refused before they are read, idle ones
+    // closed; request heads must arrive within header_timeout (issue 16).
+    let acceptor = crate::conn::HttpAcceptor {
+        shared: Arc::clone(&shared),
+    };
+    let header_timeout = shared.config.header_timeout;
+    let result = match axum_server::from_tcp(listener) {
+        Ok(server) => {
+            let mut server = server.handle(handle).first_request_timeout(header_timeout);
+            server
+                .http_builder()
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            match tls {
+                Some(tls) => {
+                    let tls = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                        .handshake_timeout(header_timeout)
+                        .acceptor(acceptor);
+                    server.acceptor(tls).serve(service).await
+                }
+                None => server.acceptor(acceptor).serve(service).await,
+            }
+        }
+        Err(e) => Err(e),
     };
     match result {
         Ok(()) => tracing::info!("http: stopped"),
@@ -187,12 +205,19 @@ async fn healthz(State(shared): State<AppState>) -> Response {
     }
 }
 
-/// `GET /readyz`: 200 when the engine is open and the server not stopping.
+/// `GET /readyz`: 200 when the engine is open, its store takes writes and
+/// the server is not stopping; 503 with the status (and the store's failure
+/// as `detail` when it is `store_failed`) otherwise.
 async fn readyz(State(shared): State<AppState>) -> Response {
+    let mut detail = None;
     let status = if shared.stop.is_stopping() {
         "stopping"
     } else {
         match &*shared.engine.borrow() {
+            EngineState::Ready(e) if e.poisoned().is_some() => {
+                detail = e.poisoned();
+                "store_failed"
+            }
             EngineState::Ready(e) if !e.is_closing() => "ready",
             EngineState::Ready(_) => "stopping",
             EngineState::Opening => "starting",
@@ -204,7 +229,11 @@ async fn readyz(State(shared): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, axum::Json(json!({ "status": status }))).into_response()
+    let body = match detail {
+        Some(detail) => json!({ "status": status, "detail": detail }),
+        None => json!({ "status": status }),
+    };
+    (code, axum::Json(body)).into_response()
 }
 
 async fn not_found(req: Request) -> Problem {
