@@ -11,6 +11,8 @@
 //! the GIL is released whenever the engine is waited on, so other Python
 //! threads (and the asyncio face, which waits in an executor) run meanwhile.
 
+mod results;
+
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -43,20 +45,11 @@ pyo3::create_exception!(
     "A whole engine call failed: the store failed, the engine is poisoned, or a worker panicked."
 );
 
-/// The Python classes results are built from (set once by the package).
+/// The Python classes of states and changes (set once by the package).
 struct Types {
-    applied: Py<PyAny>,
-    conflict: Py<PyAny>,
-    rejected: Py<PyAny>,
     state: Py<PyAny>,
     change: Py<PyAny>,
     lagged: Py<PyAny>,
-    /// `object.__new__`: builds a result without running its `__init__`.
-    object_new: Py<PyAny>,
-    /// The field-less results, shared (they have no attributes to change).
-    duplicate_1: Py<PyAny>,
-    overloaded_1: Py<PyAny>,
-    accepted_1: Py<PyAny>,
 }
 
 static TYPES: Mutex<Option<Arc<Types>>> = Mutex::new(None);
@@ -70,40 +63,13 @@ fn types() -> PyResult<Arc<Types>> {
         .ok_or_else(|| PyRuntimeError::new_err("statecraft._native.set_types was not called"))
 }
 
-/// Registers the result classes (called once by `statecraft._types`).
+/// Registers the classes of states and changes (called once by the package).
 #[pyfunction]
-#[allow(clippy::too_many_arguments)]
-fn set_types(
-    applied: Bound<'_, PyAny>,
-    duplicate: Py<PyAny>,
-    conflict: Py<PyAny>,
-    rejected: Py<PyAny>,
-    overloaded: Py<PyAny>,
-    accepted: Py<PyAny>,
-    state: Py<PyAny>,
-    change: Py<PyAny>,
-    lagged: Py<PyAny>,
-) -> PyResult<()> {
-    let py = applied.py();
-    let object_new = py
-        .import("builtins")?
-        .getattr("object")?
-        .getattr("__new__")?
-        .unbind();
-    let duplicate_1 = duplicate.call0(py)?;
-    let overloaded_1 = overloaded.call0(py)?;
-    let accepted_1 = accepted.call0(py)?;
+fn set_types(state: Py<PyAny>, change: Py<PyAny>, lagged: Py<PyAny>) -> PyResult<()> {
     let mut guard = TYPES
         .lock()
         .map_err(|_| PyRuntimeError::new_err("statecraft types lock poisoned"))?;
     *guard = Some(Arc::new(Types {
-        object_new,
-        duplicate_1,
-        overloaded_1,
-        accepted_1,
-        applied: applied.unbind(),
-        conflict,
-        rejected,
         state,
         change,
         lagged,
@@ -278,6 +244,34 @@ fn to_event(obj: &Bound<'_, PyAny>, limits: &Limits) -> Result<Event, Rejection>
     Ok(event)
 }
 
+/// The three fields every event has, recognized without reading a string.
+enum Field {
+    Key,
+    Op,
+    Value,
+}
+
+/// A built-in op given as an interned string (as literals are), by identity.
+fn known_op(py: Python<'_>, v: &Bound<'_, PyAny>) -> Option<Op> {
+    Some(if v.is(pyo3::intern!(py, "incr")) {
+        Op::Incr
+    } else if v.is(pyo3::intern!(py, "set")) {
+        Op::Set
+    } else if v.is(pyo3::intern!(py, "merge")) {
+        Op::Merge
+    } else if v.is(pyo3::intern!(py, "append")) {
+        Op::Append
+    } else if v.is(pyo3::intern!(py, "delete")) {
+        Op::Delete
+    } else if v.is(pyo3::intern!(py, "max")) {
+        Op::Max
+    } else if v.is(pyo3::intern!(py, "min")) {
+        Op::Min
+    } else {
+        return None;
+    })
+}
+
 /// Converts one Python event (a dict) to an engine event: structure only.
 fn to_event_unvalidated(obj: &Bound<'_, PyAny>) -> Result<Event, Rejection> {
     let d = obj
@@ -286,19 +280,51 @@ fn to_event_unvalidated(obj: &Bound<'_, PyAny>) -> Result<Event, Rejection> {
     let mut key: Option<String> = None;
     let mut op: Option<Op> = None;
     let mut event = Event::new(String::new(), Op::Set);
+    let py = obj.py();
     for (k, v) in d.iter() {
-        let k = k
-            .cast::<PyString>()
-            .map_err(|_| Rejection::new(RejectCode::InvalidEvent, "event fields are str"))?;
-        let name = k
-            .to_cow()
-            .map_err(|_| Rejection::new(RejectCode::InvalidEvent, "event fields are UTF-8"))?;
-        match name.as_ref() {
+        // Field names in literals are interned: compare by identity first,
+        // read the string only for the others.
+        let fast = if k.is(pyo3::intern!(py, "key")) {
+            Some(Field::Key)
+        } else if k.is(pyo3::intern!(py, "op")) {
+            Some(Field::Op)
+        } else if k.is(pyo3::intern!(py, "value")) {
+            Some(Field::Value)
+        } else {
+            None
+        };
+        let owned;
+        let name: &str = match fast {
+            Some(Field::Key) => "key",
+            Some(Field::Op) => "op",
+            Some(Field::Value) => "value",
+            None => {
+                let k = k.cast::<PyString>().map_err(|_| {
+                    Rejection::new(RejectCode::InvalidEvent, "event fields are str")
+                })?;
+                owned = k.to_cow().map_err(|_| {
+                    Rejection::new(RejectCode::InvalidEvent, "event fields are UTF-8")
+                })?;
+                owned.as_ref()
+            }
+        };
+        match name {
             "key" => {
                 key = opt_str(&v, "key")?;
             }
             "op" => {
-                op = opt_str(&v, "op")?.map(|s| Op::parse(&s));
+                op = Some(match known_op(py, &v) {
+                    Some(op) => op,
+                    None => match opt_str(&v, "op")? {
+                        Some(s) => Op::parse(&s),
+                        None => {
+                            return Err(Rejection::new(
+                                RejectCode::InvalidEvent,
+                                "`op` must be a string",
+                            ));
+                        }
+                    },
+                });
             }
             "value" => event.value = Some(to_json(&v, 0)?),
             "path" => event.path = opt_str(&v, "path")?,
@@ -327,43 +353,38 @@ fn to_event_unvalidated(obj: &Bound<'_, PyAny>) -> Result<Event, Rejection> {
     Ok(event)
 }
 
-/// Builds an instance of `cls` with one attribute set, without running its
-/// `__init__` (the dataclasses' generated `__init__` is Python code; this is
-/// two C calls).
-fn fast_one(
-    py: Python<'_>,
-    t: &Types,
-    cls: &Py<PyAny>,
-    name: &Bound<'_, PyString>,
-    v: u64,
-) -> PyResult<Py<PyAny>> {
-    let obj = t.object_new.call1(py, (cls,))?;
-    obj.bind(py).setattr(name, v)?;
-    Ok(obj)
+fn rejected(py: Python<'_>, code: &str, message: &str) -> PyResult<Py<PyAny>> {
+    Ok(Py::new(
+        py,
+        results::Rejected {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        },
+    )?
+    .into_any())
 }
 
-fn result_to_py(py: Python<'_>, t: &Types, r: &EventResult) -> PyResult<Py<PyAny>> {
+fn result_to_py(py: Python<'_>, r: &EventResult) -> PyResult<Py<PyAny>> {
     Ok(match r {
         EventResult::Applied { version } => {
-            fast_one(py, t, &t.applied, pyo3::intern!(py, "version"), *version)?
+            Py::new(py, results::Applied { version: *version })?.into_any()
         }
-        EventResult::Duplicate => t.duplicate_1.clone_ref(py),
-        EventResult::Conflict { current_version } => fast_one(
+        EventResult::Duplicate => Py::new(py, results::Duplicate {})?.into_any(),
+        EventResult::Conflict { current_version } => Py::new(
             py,
-            t,
-            &t.conflict,
-            pyo3::intern!(py, "current_version"),
-            *current_version,
-        )?,
-        EventResult::Rejected { code, message } => {
-            t.rejected.call1(py, (code.as_str(), message.as_str()))?
-        }
-        EventResult::Overloaded => t.overloaded_1.clone_ref(py),
-        EventResult::Accepted => t.accepted_1.clone_ref(py),
+            results::Conflict {
+                current_version: *current_version,
+            },
+        )?
+        .into_any(),
+        EventResult::Rejected { code, message } => rejected(py, code.as_str(), message)?,
+        EventResult::Overloaded => Py::new(py, results::Overloaded {})?.into_any(),
+        EventResult::Accepted => Py::new(py, results::Accepted {})?.into_any(),
         // A status this build does not know: report it as a rejection.
-        other => t.rejected.call1(
+        other => rejected(
             py,
-            ("internal", format!("unknown result {}", other.status())),
+            "internal",
+            &format!("unknown result {}", other.status()),
         )?,
     })
 }
@@ -545,7 +566,6 @@ impl NativeEngine {
         ack: Option<&str>,
     ) -> PyResult<Vec<Py<PyAny>>> {
         let ack = parse_ack(ack, self.ack)?;
-        let t = types()?;
         if events.is_instance_of::<PyDict>() || events.is_instance_of::<PyString>() {
             return Err(PyTypeError::new_err(
                 "events must be a list (or another iterable) of dicts",
@@ -574,7 +594,7 @@ impl NativeEngine {
             pipeline.admit(py, self, &engine, items, ack)?;
         }
         let results = pipeline.wait(py, self);
-        results.iter().map(|r| result_to_py(py, &t, r)).collect()
+        results.iter().map(|r| result_to_py(py, r)).collect()
     }
 
     /// Submits `incr` by `by` of each key in `keys` (the counter fast path:
@@ -590,7 +610,6 @@ impl NativeEngine {
         ack: Option<&str>,
     ) -> PyResult<(usize, OtherResults)> {
         let ack = parse_ack(ack, self.ack)?;
-        let t = types()?;
         let list = keys
             .cast::<PyList>()
             .map_err(|_| PyTypeError::new_err("keys must be a list of str"))?;
@@ -625,7 +644,7 @@ impl NativeEngine {
         for (i, r) in results.iter().enumerate() {
             match r {
                 EventResult::Applied { .. } | EventResult::Accepted => ok += 1,
-                r => other.push((i, result_to_py(py, &t, r)?)),
+                r => other.push((i, result_to_py(py, r)?)),
             }
         }
         Ok((ok, other))
@@ -892,7 +911,6 @@ fn encode_one(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), Rejection
 /// `Rejected` result an event that cannot be encoded gets in its place.
 #[pyfunction]
 fn encode_events(py: Python<'_>, events: &Bound<'_, PyAny>) -> PyResult<Vec<Py<PyAny>>> {
-    let t = types()?;
     let mut out = Vec::new();
     let mut buf = Vec::with_capacity(64);
     for e in events.try_iter()? {
@@ -900,10 +918,7 @@ fn encode_events(py: Python<'_>, events: &Bound<'_, PyAny>) -> PyResult<Vec<Py<P
         buf.clear();
         match encode_one(&e, &mut buf) {
             Ok(()) => out.push(PyBytes::new(py, &buf).into_any().unbind()),
-            Err(r) => out.push(
-                t.rejected
-                    .call1(py, (r.code.as_str(), r.message.as_str()))?,
-            ),
+            Err(r) => out.push(rejected(py, r.code.as_str(), &r.message)?),
         }
     }
     Ok(out)
@@ -943,7 +958,6 @@ fn read_str<'a>(b: &'a [u8], pos: &mut usize) -> PyResult<std::borrow::Cow<'a, s
 /// malformed body.
 #[pyfunction]
 fn decode_ack(py: Python<'_>, body: &[u8]) -> PyResult<(u32, Vec<Py<PyAny>>)> {
-    let t = types()?;
     if body.len() < 4 {
         return Err(PyValueError::new_err("truncated ACK: seq"));
     }
@@ -951,24 +965,34 @@ fn decode_ack(py: Python<'_>, body: &[u8]) -> PyResult<(u32, Vec<Py<PyAny>>)> {
     let mut pos = 4;
     let count = read_varint(body, &mut pos)?;
     let mut out = Vec::with_capacity(usize::try_from(count.min(1 << 20)).unwrap_or(0));
-    let version = pyo3::intern!(py, "version");
-    let current = pyo3::intern!(py, "current_version");
     for _ in 0..count {
         let status = *body
             .get(pos)
             .ok_or_else(|| PyValueError::new_err("truncated ACK: status"))?;
         pos += 1;
         out.push(match status {
-            0 => fast_one(py, &t, &t.applied, version, read_varint(body, &mut pos)?)?,
-            1 => t.duplicate_1.clone_ref(py),
-            2 => fast_one(py, &t, &t.conflict, current, read_varint(body, &mut pos)?)?,
+            0 => Py::new(
+                py,
+                results::Applied {
+                    version: read_varint(body, &mut pos)?,
+                },
+            )?
+            .into_any(),
+            1 => Py::new(py, results::Duplicate {})?.into_any(),
+            2 => Py::new(
+                py,
+                results::Conflict {
+                    current_version: read_varint(body, &mut pos)?,
+                },
+            )?
+            .into_any(),
             3 => {
-                let code = read_str(body, &mut pos)?.into_owned();
-                let msg = read_str(body, &mut pos)?.into_owned();
-                t.rejected.call1(py, (code, msg))?
+                let code = read_str(body, &mut pos)?;
+                let msg = read_str(body, &mut pos)?;
+                rejected(py, &code, &msg)?
             }
-            4 => t.overloaded_1.clone_ref(py),
-            5 => t.accepted_1.clone_ref(py),
+            4 => Py::new(py, results::Overloaded {})?.into_any(),
+            5 => Py::new(py, results::Accepted {})?.into_any(),
             other => {
                 return Err(PyValueError::new_err(format!(
                     "unknown result status byte {other} in ACK"
@@ -985,6 +1009,7 @@ fn decode_ack(py: Python<'_>, body: &[u8]) -> PyResult<(u32, Vec<Py<PyAny>>)> {
 /// The module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    results::register(m)?;
     m.add_class::<NativeEngine>()?;
     m.add_class::<NativeWatcher>()?;
     m.add_function(wrap_pyfunction!(set_types, m)?)?;

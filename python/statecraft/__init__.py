@@ -41,9 +41,7 @@ from ._types import (
     with_ids,
 )
 
-_native.set_types(
-    Applied, Duplicate, Conflict, Rejected, Overloaded, Accepted, State, Change, Lagged
-)
+_native.set_types(State, Change, Lagged)
 
 from .aio import AsyncClient, AsyncWatch  # noqa: E402
 from .client import Client, Watch  # noqa: E402

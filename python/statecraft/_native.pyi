@@ -5,10 +5,53 @@ from typing import Any, List, Optional, Tuple
 class EngineClosed(Exception): ...
 class EngineFailure(Exception): ...
 
-def set_types(
-    applied: Any, duplicate: Any, conflict: Any, rejected: Any, overloaded: Any,
-    accepted: Any, state: Any, change: Any, lagged: Any,
-) -> None: ...
+def set_types(state: Any, change: Any, lagged: Any) -> None: ...
+
+class Applied:
+    """Applied: ``version`` is the key's version after the event."""
+    status: str
+    version: int
+    def __init__(self, version: int) -> None: ...
+    @property
+    def ok(self) -> bool: ...
+
+class Conflict:
+    """``if_version`` did not match; ``current_version`` is the key's now."""
+    status: str
+    current_version: int
+    def __init__(self, current_version: int) -> None: ...
+    @property
+    def ok(self) -> bool: ...
+
+class Rejected:
+    """Not applied: ``code`` (machine-readable) and ``message``."""
+    status: str
+    code: str
+    message: str
+    def __init__(self, code: str, message: str) -> None: ...
+    @property
+    def ok(self) -> bool: ...
+
+class Duplicate:
+    """The id was seen: not applied again (the first delivery was)."""
+    status: str
+    def __init__(self) -> None: ...
+    @property
+    def ok(self) -> bool: ...
+
+class Overloaded:
+    """Refused by a full queue: retry later."""
+    status: str
+    def __init__(self) -> None: ...
+    @property
+    def ok(self) -> bool: ...
+
+class Accepted:
+    """Admitted under ack="none": the outcome is not reported."""
+    status: str
+    def __init__(self) -> None: ...
+    @property
+    def ok(self) -> bool: ...
 
 class NativeWatcher:
     def next(self, timeout: Optional[float] = None) -> Optional[Any]: ...

@@ -1,9 +1,10 @@
 """The event model shared by the client and the embedded engine.
 
 Events are plain dicts (``{"key": ..., "op": ..., "value": ...}``, exactly the
-JSON objects of ``POST /v1/events``); the helpers below build them. Results,
-states and changes are small dataclasses; whole-call failures are exceptions
-carrying the server's (or engine's) code.
+JSON objects of ``POST /v1/events``); the helpers below build them. Results
+are small immutable native classes (one per event, so they cost one
+allocation), states and changes are dataclasses; whole-call failures are
+exceptions carrying the server's (or engine's) code.
 
 Invariant: a call that sends N events returns exactly N results, in input
 order; an event the library cannot even encode gets a :class:`Rejected`
@@ -15,6 +16,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Union
+
+from . import _native
 
 #: One event: a dict with ``key`` and ``op`` and optionally ``value``,
 #: ``path``, ``id``, ``if_version``, ``ttl_s``, ``max_len``.
@@ -31,91 +34,16 @@ EVENT_FIELDS = frozenset(
 # --- results -----------------------------------------------------------------
 
 
-@dataclass
-class Applied:
-    """The event was applied; ``version`` is the key's version after it."""
-
-    __slots__ = ("version",)
-    version: int
-    status = "applied"
-
-    @property
-    def ok(self) -> bool:
-        """True: the event's effect is in the state."""
-        return True
-
-
-@dataclass
-class Duplicate:
-    """The event's ``id`` was seen inside the dedup window: not applied again
-    (its first delivery was)."""
-
-    __slots__ = ()
-    status = "duplicate"
-
-    @property
-    def ok(self) -> bool:
-        """True: the effect is in the state (from the first delivery)."""
-        return True
-
-
-@dataclass
-class Conflict:
-    """``if_version`` did not match; ``current_version`` is the key's version
-    now (0 = absent)."""
-
-    __slots__ = ("current_version",)
-    current_version: int
-    status = "conflict"
-
-    @property
-    def ok(self) -> bool:
-        """False: not applied."""
-        return False
-
-
-@dataclass
-class Rejected:
-    """Not applied: ``code`` is machine-readable (``invalid_key``,
-    ``type_error``, ...), ``message`` explains."""
-
-    __slots__ = ("code", "message")
-    code: str
-    message: str
-    status = "rejected"
-
-    @property
-    def ok(self) -> bool:
-        """False: not applied."""
-        return False
-
-
-@dataclass
-class Overloaded:
-    """Refused by a full queue (``reject`` policy) or a timed-out wait: retry
-    later (after :data:`RETRY_AFTER_S`)."""
-
-    __slots__ = ()
-    status = "overloaded"
-
-    @property
-    def ok(self) -> bool:
-        """False: not applied."""
-        return False
-
-
-@dataclass
-class Accepted:
-    """Admitted under ``ack="none"``: the outcome is not reported."""
-
-    __slots__ = ()
-    status = "accepted"
-
-    @property
-    def ok(self) -> bool:
-        """True: admitted (the outcome is not known)."""
-        return True
-
+# The per-event results are native classes (src/results.rs): immutable,
+# compared and hashed by their fields, each with ``status`` (the wire name),
+# ``ok`` and ``__match_args__`` — one allocation per result, since every
+# event gets one.
+Applied = _native.Applied
+Duplicate = _native.Duplicate
+Conflict = _native.Conflict
+Rejected = _native.Rejected
+Overloaded = _native.Overloaded
+Accepted = _native.Accepted
 
 #: One event's result.
 Result = Union[Applied, Duplicate, Conflict, Rejected, Overloaded, Accepted]
