@@ -69,6 +69,7 @@ def chunks(xs: List[Any], n: int) -> List[List[Any]]:
 
 def bench_engine(keys: List[str], batch: int, ack: str, fast: bool, data: Optional[Path]) -> Dict[str, Any]:
     with sc.Engine(data_dir=data, ack=ack) as db:
+        db.send([{"key": "warmup", "op": "incr", "value": 1}] * batch, ack)  # not timed
         # One call per 64 batches, as the client keeps 64 frames in flight.
         if fast:
             parts = chunks(keys, batch * 64)
@@ -189,54 +190,73 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=1000)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--binary", default=None, help="statecraft binary (default: target/release)")
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     binary = args.binary or os.environ.get("STATECRAFT_BIN") or str(REPO / "target/release/statecraft")
     keys = make_keys(args.events, args.keys, args.seed)
     ckeys = keys[: args.client_events] if args.client_events else keys
-    rows: Dict[str, Any] = {}
-    tmp = Path(tempfile.mkdtemp(prefix="w1py-"))
-    try:
-        rows["engine send (dicts), applied"] = bench_engine(keys, args.batch, "applied", False, None)
-        rows["engine incr_many, applied"] = bench_engine(keys, args.batch, "applied", True, None)
-        rows["engine send (dicts), durable"] = bench_engine(keys, args.batch, "durable", False, tmp / "e1")
-        rows["engine incr_many, durable"] = bench_engine(keys, args.batch, "durable", True, tmp / "e2")
-        if os.path.exists(binary):
-            srv = start_server(binary, tmp / "srv")
-            try:
-                rows["client (TCP), durable"] = bench_client(srv, ckeys, args.batch, "durable", "d")
-                rows["client (TCP), applied"] = bench_client(srv, ckeys, args.batch, "applied", "a")
-            finally:
-                srv["proc"].send_signal(signal.SIGTERM)
-                srv["proc"].wait()
-        else:
-            print(f"no binary at {binary}: skipping the client rows", file=sys.stderr)
-        red = bench_redis(ckeys, args.batch)
-        if red is not None:
-            rows["redis-py pipelined INCRBY, no persistence"] = red
-        rows["asyncio peer, drain"] = bench_peer(args.events, "drain")
-        rows["asyncio peer, wait_for"] = bench_peer(min(args.events, 200_000), "wait_for")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    rounds: List[Dict[str, Any]] = []
+    for rnd in range(args.rounds):
+        rows: Dict[str, Any] = {}
+        tmp = Path(tempfile.mkdtemp(prefix="w1py-"))
+        try:
+            rows["engine send (dicts), applied"] = bench_engine(keys, args.batch, "applied", False, None)
+            rows["engine incr_many, applied"] = bench_engine(keys, args.batch, "applied", True, None)
+            rows["engine send (dicts), durable"] = bench_engine(keys, args.batch, "durable", False, tmp / "e1")
+            rows["engine incr_many, durable"] = bench_engine(keys, args.batch, "durable", True, tmp / "e2")
+            if os.path.exists(binary):
+                srv = start_server(binary, tmp / "srv")
+                try:
+                    rows["client (TCP), durable"] = bench_client(srv, ckeys, args.batch, "durable", "d")
+                    rows["client (TCP), applied"] = bench_client(srv, ckeys, args.batch, "applied", "a")
+                finally:
+                    srv["proc"].send_signal(signal.SIGTERM)
+                    srv["proc"].wait()
+            else:
+                print(f"no binary at {binary}: skipping the client rows", file=sys.stderr)
+            red = bench_redis(ckeys, args.batch)
+            if red is not None:
+                rows["redis-py pipelined INCRBY, no persistence"] = red
+            rows["asyncio peer, drain"] = bench_peer(args.events, "drain")
+            rows["asyncio peer, wait_for"] = bench_peer(min(args.events, 200_000), "wait_for")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        rounds.append(rows)
+        print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
+    # Medians over rounds, per row; ratios of medians and per round.
+    rows = {}
+    for name in rounds[0]:
+        rates = sorted(r[name]["events_per_s"] for r in rounds)
+        rows[name] = {"events": rounds[0][name]["events"],
+                      "events_per_s": rates[len(rates) // 2],
+                      "runs": [r[name]["events_per_s"] for r in rounds]}
     load = os.getloadavg()
     print(f"W1 from Python: {args.events} events ({len(ckeys)} for client/redis), "
           f"{args.keys} keys, batch {args.batch}, Python {sys.version.split()[0]}, "
           f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"{'measurement':48} {'events':>9} {'seconds':>8} {'events/s':>12}")
+    print(f"{'measurement (median of ' + str(args.rounds) + ' rounds)':48} {'events':>9} "
+          f"{'events/s':>12}  runs")
     for name, r in rows.items():
-        print(f"{name:48} {r['events']:>9} {r['seconds']:>8.3f} {r['events_per_s']:>12,.0f}")
-    drain = rows["asyncio peer, drain"]["events_per_s"]
+        runs = ", ".join(f"{x / 1e3:,.0f}k" for x in r["runs"])
+        print(f"{name:48} {r['events']:>9} {r['events_per_s']:>12,.0f}  ({runs})")
+
+    def ratio(a: str, b: str) -> Dict[str, Any]:
+        per = [ra[a]["events_per_s"] / ra[b]["events_per_s"] for ra in rounds]
+        return {"median_of_medians": rows[a]["events_per_s"] / rows[b]["events_per_s"],
+                "per_round": per}
     ratios = {}
-    for name in ("engine send (dicts), applied", "engine incr_many, applied"):
-        ratios[f"{name} / asyncio drain"] = rows[name]["events_per_s"] / drain
+    for name in ("engine send (dicts), applied", "engine incr_many, applied",
+                 "engine send (dicts), durable"):
+        ratios[f"{name} / asyncio drain"] = ratio(name, "asyncio peer, drain")
     if "client (TCP), durable" in rows and "redis-py pipelined INCRBY, no persistence" in rows:
-        ratios["client durable / redis-py pipelined"] = (
-            rows["client (TCP), durable"]["events_per_s"]
-            / rows["redis-py pipelined INCRBY, no persistence"]["events_per_s"])
+        ratios["client durable / redis-py pipelined"] = ratio(
+            "client (TCP), durable", "redis-py pipelined INCRBY, no persistence")
     for name, v in ratios.items():
-        print(f"{name:60} {v:6.2f}x")
+        per = ", ".join(f"{x:.2f}" for x in v["per_round"])
+        print(f"{name:60} {v['median_of_medians']:6.2f}x  ({per})")
     if args.json:
-        print(json.dumps({"rows": rows, "ratios": ratios, "load": load}))
+        print(json.dumps({"rows": rows, "ratios": ratios, "load": load, "rounds": rounds}))
     return 0
 
 

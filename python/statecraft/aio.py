@@ -242,6 +242,7 @@ class AsyncClient(AsyncOps):
         self._rr = 0
         self._http_pool: List[Tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._closed = False
+        self._hooks: Dict[str, Any] = {}  # test hooks (see send)
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -323,6 +324,10 @@ class AsyncClient(AsyncOps):
                     for g in pending:
                         futs.append(await conn.submit_frame(ack, [encoded[i] for i in g]))
                     await asyncio.wait_for(conn.writer.drain(), self.timeout)
+                    hook = self._hooks.pop("after_write", None)
+                    if hook is not None:  # tests: the answers are lost in transit
+                        hook()
+                        conn._fail(_Broken("the answers were lost in transit (test hook)"))
                 except (OSError, _Broken, asyncio.TimeoutError) as e:
                     conn._fail(_Broken(str(e)))
                 try:

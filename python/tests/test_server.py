@@ -293,3 +293,53 @@ def test_kill9_mid_stream_nothing_lost_nothing_doubled(make_server) -> None:
         assert len(acked) == n_frames
         # Nothing acked was lost and nothing resent was applied twice.
         assert counter_total(reader, prefix) == n_frames * per
+
+
+def test_async_kill9_mid_stream_nothing_lost_nothing_doubled(make_server) -> None:
+    s = make_server("--shards", "2")
+    prefix = "astream:"
+    n_sends, per = 80, 100
+    acked: List[int] = []
+
+    async def produce() -> None:
+        async with s.aclient(ids=True, retry_for=60, batch=50, pool_size=2) as c:
+            async def one(f: int) -> None:
+                res = await c.send([{"key": f"{prefix}{(f * per + i) % 29}", "op": "incr",
+                                     "value": 1} for i in range(per)], ack="durable")
+                assert all(r.ok for r in res), res
+                acked.append(f)
+            # Four senders at a time share the pipelined connections.
+            for base in range(0, n_sends, 4):
+                await asyncio.gather(*(one(f) for f in range(base, base + 4)))
+
+    def killer() -> None:
+        deadline = time.monotonic() + 60
+        while len(acked) < n_sends // 3 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        s.kill9()
+        time.sleep(0.1)
+        s.start()
+
+    t = threading.Thread(target=killer)
+    t.start()
+    asyncio.run(produce())
+    t.join(120)
+    assert len(acked) == n_sends
+    with s.client() as reader:
+        assert counter_total(reader, prefix) == n_sends * per
+
+
+def test_async_kill9_after_apply_before_ack_resends_with_the_same_ids(make_server) -> None:
+    s = make_server("--shards", "1")
+    prefix = "akill:"
+    events = [{"key": f"{prefix}{i % 10}", "op": "incr", "value": 1} for i in range(300)]
+
+    async def run() -> List[sc.Result]:
+        async with s.aclient(ids=True, retry_for=60, batch=100) as c:
+            with s.client() as reader:
+                c._hooks = {"after_write": lose_the_ack(s, reader, prefix, 300)}
+                return await c.send(events, ack="durable")
+    res = asyncio.run(run())
+    assert all(r.ok for r in res), res[:3]
+    with s.client() as reader:
+        assert counter_total(reader, prefix) == 300
