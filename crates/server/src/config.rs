@@ -309,6 +309,11 @@ settings_table! {
     /// mean applied).
     in_memory: bool = Some(false), env "STATECRAFT_IN_MEMORY", unit "BOOL",
         arg(num_args = 0..=1, default_missing_value = "true");
+    /// Open the data dir even if synced log records are missing or hold a
+    /// key the store cannot recover; the loss is logged. Only after a
+    /// corruption message names this flag, never by default.
+    accept_lost_records: bool = Some(false), env "STATECRAFT_ACCEPT_LOST_RECORDS", unit "BOOL",
+        arg(num_args = 0..=1, default_missing_value = "true");
     /// HTTP listen address.
     http: SocketAddr = Some(SocketAddr::from(([127, 0, 0, 1], 7470))), env "STATECRAFT_HTTP", unit "ADDR";
     /// TCP ingest listen address.
@@ -622,6 +627,7 @@ impl ServeConfig {
             checkpoint_bytes: v.checkpoint_bytes.unwrap_or(e.checkpoint_bytes),
             cache_bytes: v.cache_bytes.unwrap_or(e.cache_bytes),
             adaptive,
+            accept_lost_records: v.accept_lost_records.unwrap_or(false),
             ..e
         };
         let http = v.http.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));

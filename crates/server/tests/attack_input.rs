@@ -228,3 +228,68 @@ async fn a_refused_write_is_never_visible_and_readyz_says_why() {
     assert_eq!(get_json(&base, "/readyz").await.0, 200);
     running.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_with_an_unrecoverable_key_names_a_flag_that_exists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        // What an engine that did not check key sizes could leave behind.
+        let (store, _) =
+            statecraft_store::Store::open(dir.path(), statecraft_store::StoreOptions::default())
+                .expect("open");
+        let record = statecraft_store::LogRecord {
+            shard: 0,
+            seq: store.next_seq(),
+            changes: vec![
+                (
+                    "k".repeat(statecraft_store::MAX_KEY_BYTES + 1),
+                    Some(statecraft_store::KeyState {
+                        value: json!(1),
+                        version: 1,
+                        updated_at: 0,
+                        expires_at: None,
+                    }),
+                ),
+                (
+                    "ok".to_owned(),
+                    Some(statecraft_store::KeyState {
+                        value: json!(2),
+                        version: 1,
+                        updated_at: 0,
+                        expires_at: None,
+                    }),
+                ),
+            ],
+            dedup: vec![],
+            offsets: vec![],
+        };
+        let mut bytes = Vec::new();
+        statecraft_store::encode_record(&record, &mut bytes);
+        store
+            .append_encoded(record.shard, record.seq, &bytes)
+            .expect("append");
+        store.sync().expect("sync");
+    }
+    let running = Server::start(durable(dir.path())).await.expect("listens");
+    let why = running
+        .wait_ready()
+        .await
+        .expect_err("an unrecoverable key needs the operator's consent");
+    assert!(why.to_string().contains("--accept-lost-records"), "{why}");
+    running.shutdown().await.ok();
+    // The flag the message names exists and opens the data dir.
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: statecraft_server::ServeArgs,
+    }
+    let cli = <Cli as clap::Parser>::try_parse_from(["serve", "--accept-lost-records"])
+        .expect("the flag exists");
+    assert_eq!(cli.serve.accept_lost_records, Some(true));
+    let mut cfg = durable(dir.path());
+    cfg.engine.accept_lost_records = true;
+    let running = start(cfg).await;
+    let (st, v) = get_json(&running.http_url(), "/v1/state/ok").await;
+    assert_eq!((st, v["value"].clone()), (200, json!(2)));
+    running.shutdown().await.expect("clean shutdown");
+}

@@ -144,6 +144,10 @@ pub struct EngineConfig {
     /// Largest size of the store's journal before it flushes memtables: a
     /// bound on how much the store replays when it opens (time to ready).
     pub max_journal_bytes: u64,
+    /// Open the store even if synced log records are missing or hold a key
+    /// it cannot recover (the loss is logged as an error). An operator's
+    /// decision after a corruption message names it; never a default.
+    pub accept_lost_records: bool,
 }
 
 impl Default for EngineConfig {
@@ -170,6 +174,7 @@ impl Default for EngineConfig {
             cache_bytes: 512 << 20,
             adaptive: None,
             max_journal_bytes: 64 << 20,
+            accept_lost_records: false,
         }
     }
 }
@@ -403,13 +408,16 @@ impl EngineBuilder {
             Some(dir) => {
                 let dir = dir.clone();
                 let journal_bytes = self.config.max_journal_bytes;
+                let accept_lost = self.config.accept_lost_records;
                 let opened = tokio::task::spawn_blocking(move || {
                     std::fs::create_dir_all(&dir)?;
                     // A bounded journal keeps reopening fast: fjall replays its
                     // journal into memory at open (≈ 0.85 s per million keys
                     // written since the last flush, measured with the store's
                     // logbench), so 64 MiB caps that at well under a second.
-                    let options = StoreOptions::default().max_journal_bytes(journal_bytes);
+                    let options = StoreOptions::default()
+                        .max_journal_bytes(journal_bytes)
+                        .accept_lost_records(accept_lost);
                     let (store, report) = Store::open(&dir, options)?;
                     Ok::<_, EngineError>((store, report))
                 })
