@@ -45,6 +45,7 @@ pub const KNOWN_CHECKS: &[&str] = &[
     "exactly_one_reply",
     "bounded_depth",
     "bounded_memory",
+    "ack_after_apply",
     "parallel_order",
     "parallel_speedup",
     "responsive",
@@ -196,6 +197,9 @@ pub struct Lesson {
     pub objectives: Vec<Objective>,
     /// The ideas the lesson teaches, with the coaching material for each.
     pub concepts: Vec<Concept>,
+    /// The classic mistakes the lesson is about, each with the objective that
+    /// catches it (the mutation corpus makes each one and checks it fails there).
+    pub mistakes: Vec<Mistake>,
     /// The Markdown prose after the front matter.
     pub body: String,
     /// Where the text came from (a workspace file or the built-in copy).
@@ -215,6 +219,29 @@ pub struct Objective {
     pub target: String,
     /// The id of the concept to revisit when the check fails.
     pub concept: String,
+}
+
+/// A classic mistake of the lesson: what the program gets wrong, the objective
+/// whose check fails on it, and the corpus programs that make it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mistake {
+    /// Unique within the lesson.
+    pub id: String,
+    /// The mistake in a sentence.
+    pub text: String,
+    /// The id of the objective that fails when a program makes it; empty when
+    /// no check can see it deterministically (then [`Mistake::uncaught`] says why).
+    #[serde(default)]
+    pub objective: String,
+    /// The id of the concept it is about (its title appears in the failure).
+    pub concept: String,
+    /// Corpus programs that make exactly this mistake (file names under
+    /// `crates/learn/tests/corpus/`).
+    #[serde(default)]
+    pub corpus: Vec<String>,
+    /// Why no check grades it, when `objective` is empty.
+    #[serde(default)]
+    pub uncaught: String,
 }
 
 /// An idea the lesson teaches, with the material the coach draws on.
@@ -433,6 +460,8 @@ struct RawLesson {
     objectives: Vec<Objective>,
     #[serde(default)]
     concepts: Vec<RawConcept>,
+    #[serde(default)]
+    mistakes: Vec<Mistake>,
 }
 
 #[derive(Deserialize)]
@@ -649,6 +678,39 @@ fn validate(raw: RawLesson, body: String, origin: LessonOrigin) -> Result<Lesson
         }
     }
 
+    let mut mistake_ids = HashSet::new();
+    for m in &raw.mistakes {
+        let field = |name: &str| format!("mistakes.{}.{name}", m.id);
+        if m.id.trim().is_empty() {
+            return Err(invalid("mistakes.id", "must not be empty".into()));
+        }
+        if !mistake_ids.insert(m.id.as_str()) {
+            return Err(invalid(
+                &field("id"),
+                format!("{:?} is used by two mistakes", m.id),
+            ));
+        }
+        if m.objective.is_empty() {
+            if m.uncaught.trim().is_empty() {
+                return Err(invalid(
+                    &field("uncaught"),
+                    "a mistake with no objective must say why no check catches it".into(),
+                ));
+            }
+        } else if !objective_ids.contains(m.objective.as_str()) {
+            return Err(invalid(
+                &field("objective"),
+                format!("{:?} is not an objective of this lesson", m.objective),
+            ));
+        }
+        if !concept_ids.contains(&m.concept) {
+            return Err(invalid(
+                &field("concept"),
+                format!("{:?} is not a concept of this lesson", m.concept),
+            ));
+        }
+    }
+
     Ok(Lesson {
         number: raw.number,
         slug: raw.slug,
@@ -658,6 +720,7 @@ fn validate(raw: RawLesson, body: String, origin: LessonOrigin) -> Result<Lesson
         next: raw.next,
         objectives: raw.objectives,
         concepts,
+        mistakes: raw.mistakes,
         body,
         origin,
     })

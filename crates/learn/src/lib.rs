@@ -31,6 +31,6 @@ pub mod lesson;
 pub mod workspace;
 
 pub use lesson::{
-    Concept, GAP_MARKER, KNOWN_CHECKS, Lesson, LessonError, LessonOrigin, Objective, Patterns,
-    find_lesson, lesson_file_name_prefix, list_lessons, load_lesson, parse_lesson,
+    Concept, GAP_MARKER, KNOWN_CHECKS, Lesson, LessonError, LessonOrigin, Mistake, Objective,
+    Patterns, find_lesson, lesson_file_name_prefix, list_lessons, load_lesson, parse_lesson,
 };

@@ -1,11 +1,12 @@
 //! Each classic mistake fails exactly the objective that is about it, and the
 //! other objectives of that lesson still pass: the checks can fail, and they
-//! fail for the right reason.
+//! fail for the right reason. The objective a mistake is about is graded
+//! again [`support::REPEAT`] times: its verdict must not flip between runs.
 
 #[path = "learners/support.rs"]
 mod support;
 
-use support::{assert_only_failing, check, python_available, serial};
+use support::{assert_only_failing, check, check_repeated, python_available, serial};
 
 #[test]
 fn global_queue_with_several_workers_breaks_per_key_order() {
@@ -15,6 +16,7 @@ fn global_queue_with_several_workers_breaks_per_key_order() {
     let _serial = serial();
     let report = check(1, "bad_global_queue.py");
     assert_only_failing(&report, &["per_key_order"]);
+    check_repeated(1, "bad_global_queue.py", &["per_key_order"]);
 }
 
 #[test]
@@ -25,6 +27,7 @@ fn no_batch_deadline_misses_the_deadline() {
     let _serial = serial();
     let report = check(2, "bad_no_deadline.py");
     assert_only_failing(&report, &["deadline"]);
+    check_repeated(2, "bad_no_deadline.py", &["deadline"]);
 }
 
 #[test]
@@ -47,6 +50,8 @@ fn unbounded_queue_breaks_depth_and_memory_bounds() {
         .unwrap_or_default();
     assert!(detail.contains("no event was refused"), "{detail}");
     assert!(!detail.contains("more than one reply"), "{detail}");
+    // The memory verdict once depended on the machine's speed (issue 12).
+    check_repeated(3, "bad_unbounded.py", &["bounded_memory", "bounded_depth"]);
 }
 
 #[test]
@@ -62,6 +67,7 @@ fn acking_before_durable_loses_acked_events() {
         .map(|o| o.figure.clone())
         .unwrap_or_default();
     assert!(!figure.starts_with("0 lost"), "{figure}");
+    check_repeated(5, "bad_early_ack.py", &["durable_acks"]);
 }
 
 #[test]
@@ -72,4 +78,5 @@ fn blocking_wait_on_the_event_loop_is_not_responsive() {
     let _serial = serial();
     let report = check(4, "bad_blocking_loop.py");
     assert_only_failing(&report, &["responsive"]);
+    check_repeated(4, "bad_blocking_loop.py", &["responsive"]);
 }

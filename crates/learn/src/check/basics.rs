@@ -247,13 +247,145 @@ pub(crate) fn order_run(spec: &ProgramSpec) -> Measured {
     Ok(Verdict::pass(figure))
 }
 
-/// `per_key_order`: the order run with `WORKERS=4` (a program with workers must
-/// keep a key's events in order across them) and a small apply delay.
+/// Keys of the adjacency run; each gets [`RUN`] adjacent `set`s per round.
+const ADJ_KEYS: usize = 48;
+/// Adjacent same-key events per key and round.
+const RUN: usize = 3;
+/// Rounds of the adjacency run.
+const ADJ_ROUNDS: usize = 3;
+/// The per-event apply delay of the adjacency run.
+pub(crate) const ADJ_DELAY_US: u64 = 10_000;
+/// The workers the order checks configure.
+pub(crate) const ORDER_WORKERS: u64 = 4;
+/// Concurrency a program with [`ORDER_WORKERS`] workers must show: one worker
+/// cannot exceed 1.0 (each event costs the delay), four reach about 3.
+const MIN_PARALLELISM: f64 = 1.5;
+
+/// The adjacency run: in each round, every key gets [`RUN`] adjacent `set`s
+/// (`k0,k0,k0,k1,k1,k1,…`), all sent at once, with `APPLY_DELAY_US` per event
+/// and several workers. Three figures, none a wall-time threshold:
+///
+/// - order: after each round (a `get` barrier) every key holds its last set;
+/// - serial per key: a key's j-th event of a round cannot be acked sooner than
+///   j × delay after the round was sent when one worker owns the key (0.8×
+///   margin); an earlier ack means two events of one key were applied at once
+///   (one global queue feeding several workers), which is a race whatever the
+///   final value says;
+/// - concurrency: events × delay / the round's duration (best round). One
+///   worker cannot exceed 1.0, however fast the machine; keys routed over
+///   four workers reach about 3.
+pub(crate) fn adjacency_run(spec: &ProgramSpec) -> Measured {
+    let delay_ms = ADJ_DELAY_US as f64 / 1000.0;
+    let mut h = start(spec)?;
+    let keys: Vec<String> = (0..ADJ_KEYS).map(|k| format!("adj{k}")).collect();
+    let mut all: Vec<Ev> = Vec::with_capacity(ADJ_KEYS * RUN * ADJ_ROUNDS);
+    let mut early = 0usize;
+    let mut early_example = String::new();
+    let mut best_parallelism: f64 = 0.0;
+    for round in 0..ADJ_ROUNDS {
+        let first = all.len();
+        for key in &keys {
+            for j in 0..RUN {
+                let n = all.len() + 1;
+                all.push(Ev::set(
+                    format!("a{n}"),
+                    key.clone(),
+                    json!(round * RUN + j),
+                ));
+            }
+        }
+        let evs = &all[first..];
+        let t0 = Instant::now();
+        h.send_lines(evs.iter().map(Ev::line));
+        let ids = ids(evs);
+        h.await_replies(&ids)?;
+        let mut last = t0;
+        for (i, ev) in evs.iter().enumerate() {
+            let Some(r) = h.event_reply(&ev.id) else {
+                continue;
+            };
+            last = last.max(r.at);
+            let j = (i % RUN) + 1;
+            let floor = 0.8 * j as f64 * delay_ms;
+            let got = super::ms_between(t0, r.at);
+            if r.acked && got < floor {
+                early += 1;
+                if early_example.is_empty() {
+                    early_example = format!(
+                        "{} (event {j} of {RUN} adjacent sets of {}) acked {got:.0} ms after the round was sent; {j} applies of {delay_ms:.0} ms take at least {:.0} ms",
+                        ev.id,
+                        ev.key,
+                        j as f64 * delay_ms
+                    );
+                }
+            }
+        }
+        let busy_ms = (evs.len() as f64) * delay_ms;
+        let elapsed = super::ms_between(t0, last).max(1e-3);
+        best_parallelism = best_parallelism.max(busy_ms / elapsed);
+        let (model, _) = model_of_acked(&h, &all);
+        let got = h.get_many(&keys)?;
+        let (equal, mismatches) = compare_state(&model, &keys, &got, false);
+        if equal != ADJ_KEYS {
+            return Ok(Verdict::fail(
+                format!(
+                    "{equal}/{ADJ_KEYS} keys at their last set after round {} of {ADJ_ROUNDS} ({RUN} adjacent sets per key)",
+                    round + 1
+                ),
+                format!(
+                    "per-key order: a key's sets were applied out of order (the last value sent in this round is {}): {}; route every key to one worker's queue",
+                    (round + 1) * RUN - 1,
+                    mismatches.join("; ")
+                ),
+            ));
+        }
+    }
+    let figure = format!(
+        "{ADJ_KEYS}/{ADJ_KEYS} keys in order, {early} same-key events acked before their predecessors could be applied, concurrency {best_parallelism:.1}× (WORKERS={ORDER_WORKERS})"
+    );
+    let mut problems = Vec::new();
+    if early > 0 {
+        problems.push(format!(
+            "per-key order: {early} events were applied at the same time as an earlier event of their key, e.g. {early_example}: several workers take from one queue, so a key's events race (the final value is right only by luck); route every key to one worker's queue"
+        ));
+    }
+    if best_parallelism < MIN_PARALLELISM {
+        problems.push(format!(
+            "one queue per worker: with WORKERS={ORDER_WORKERS} and APPLY_DELAY_US={ADJ_DELAY_US}, events of different keys ran {best_parallelism:.1}× in parallel (at least {MIN_PARALLELISM}× expected): every key goes to one worker; spread keys over the workers (hash(key) % workers)"
+        ));
+    }
+    Ok(Verdict::judge(
+        problems.is_empty(),
+        figure,
+        problems.join("\n"),
+    ))
+}
+
+/// `per_key_order`: the adjacency run, then the interleaved order run, with
+/// `WORKERS=4` (a program with workers must keep a key's events in order
+/// across them, and really use them).
 pub(crate) fn per_key_order(ctx: &mut Ctx<'_>) -> Measured {
+    order_checks(ctx)
+}
+
+/// Shared by `per_key_order` (lesson 1) and `parallel_order` (lesson 4).
+pub(crate) fn order_checks(ctx: &mut Ctx<'_>) -> Measured {
     let mut spec = ctx.spec()?;
-    spec.set("STATECRAFT_WORKERS", 4)
+    spec.set("STATECRAFT_WORKERS", ORDER_WORKERS)
+        .set("STATECRAFT_APPLY_DELAY_US", ADJ_DELAY_US);
+    let adjacency = adjacency_run(&spec)?;
+    if !adjacency.passed {
+        return Ok(adjacency);
+    }
+    let mut spec = ctx.spec()?;
+    spec.set("STATECRAFT_WORKERS", ORDER_WORKERS)
         .set("STATECRAFT_APPLY_DELAY_US", 50);
-    order_run(&spec)
+    let interleaved = order_run(&spec)?;
+    Ok(Verdict {
+        passed: interleaved.passed,
+        figure: format!("{}; {}", adjacency.figure, interleaved.figure),
+        detail: interleaved.detail,
+    })
 }
 
 /// `throughput`: 20,000 `incr`, events/s from the first send to the last ack.

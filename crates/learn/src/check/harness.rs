@@ -31,6 +31,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Inherited variables removed from the child's environment (besides every
+/// `STATECRAFT_*`): they change its I/O behaviour, so a mistake the lesson
+/// teaches (stdout not flushed after each reply) would pass in one shell and
+/// fail in another.
+pub const CLEANED_ENV: &[&str] = &["PYTHONUNBUFFERED"];
+
 /// How many stderr lines the ring keeps.
 const STDERR_RING_LINES: usize = 40;
 /// How many of them an error message quotes.
@@ -139,7 +145,8 @@ pub struct ProgramSpec {
     pub cmd: Vec<String>,
     /// The working directory (the learner's workspace).
     pub dir: PathBuf,
-    /// `STATECRAFT_*` settings; every inherited `STATECRAFT_*` variable is removed first.
+    /// `STATECRAFT_*` settings; every inherited `STATECRAFT_*` variable (and those of
+    /// [`CLEANED_ENV`]) is removed first.
     pub env: Vec<(String, String)>,
     /// The idle timeout of every wait for a reply.
     pub reply_timeout: Duration,
@@ -306,6 +313,8 @@ pub struct Harness {
     lines_written: Arc<AtomicU64>,
     /// Lines queued so far.
     lines_queued: u64,
+    /// Capacity of the pipe to the child's stdin, bytes (`F_GETPIPE_SZ`).
+    pipe_bytes: usize,
     /// The writer's first error, if any.
     write_error: Arc<Mutex<Option<String>>>,
     /// Receiving end of the stdout reader thread; it ends with `Eof`.
@@ -354,7 +363,7 @@ impl Harness {
             .stderr(Stdio::piped())
             .process_group(0);
         for (name, _) in std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v))) {
-            if name.starts_with("STATECRAFT_") {
+            if name.starts_with("STATECRAFT_") || CLEANED_ENV.contains(&name.as_str()) {
                 command.env_remove(name);
             }
         }
@@ -373,6 +382,7 @@ impl Harness {
         let stdin = child.stdin.take().ok_or_else(|| io_missing("stdin"))?;
         let stdout = child.stdout.take().ok_or_else(|| io_missing("stdout"))?;
         let stderr = child.stderr.take().ok_or_else(|| io_missing("stderr"))?;
+        let pipe_bytes = pipe_capacity(&stdin);
 
         let unwritten_bytes = Arc::new(AtomicUsize::new(0));
         let lines_written = Arc::new(AtomicU64::new(0));
@@ -399,6 +409,7 @@ impl Harness {
             unwritten_bytes,
             lines_written,
             lines_queued: 0,
+            pipe_bytes,
             write_error,
             stdout_rx,
             stdout_closed: false,
@@ -461,6 +472,17 @@ impl Harness {
     /// Lines queued so far.
     pub fn lines_queued(&self) -> u64 {
         self.lines_queued
+    }
+
+    /// Lines the writer has put into the pipe so far (whole write calls only).
+    pub fn lines_written(&self) -> u64 {
+        self.lines_written.load(Ordering::SeqCst)
+    }
+
+    /// Capacity of the pipe to the program's stdin, in bytes: lines written but
+    /// not yet read by the program are at most this much.
+    pub fn pipe_bytes(&self) -> usize {
+        self.pipe_bytes
     }
 
     /// Closes stdin (after what is queued): the program sees EOF.
@@ -973,6 +995,18 @@ fn format_tail(ring: &Mutex<VecDeque<String>>) -> String {
         .skip(skip)
         .map(|l| format!("\n  | {l}"))
         .collect()
+}
+
+/// The capacity of the pipe behind `stdin` (`F_GETPIPE_SZ`); 1 MiB, the
+/// default maximum a program may raise it to, when the call fails.
+fn pipe_capacity(stdin: &ChildStdin) -> usize {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl(2) on a descriptor we own; F_GETPIPE_SZ reads, changes nothing.
+    let size = unsafe { libc::fcntl(stdin.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    usize::try_from(size)
+        .ok()
+        .filter(|&s| s > 0)
+        .unwrap_or(1 << 20)
 }
 
 fn spawn_writer(

@@ -141,8 +141,8 @@ pub const CATALOGUE: &[CheckSpec] = &[
     CheckSpec {
         id: "per_key_order",
         lesson: 1,
-        measures: "500 sets per key on 20 keys, interleaved: final value is the last sent",
-        target: "all keys",
+        measures: "WORKERS=4, APPLY_DELAY_US=10000: 3 rounds of 3 adjacent sets on each of 48 keys (order after each round, a key's j-th event acked no sooner than j × delay, concurrency = events × delay / round time); then 500 sets per key on 20 keys, interleaved",
+        target: "all keys in order, 0 early acks, concurrency ≥ 1.5×",
     },
     CheckSpec {
         id: "throughput",
@@ -153,14 +153,14 @@ pub const CATALOGUE: &[CheckSpec] = &[
     CheckSpec {
         id: "deadline",
         lesson: 2,
-        measures: "ack latency of a lone event, MAX_WAIT_MS=50, MAX_BATCH=100 (worst of 5)",
-        target: "≤ 150 ms (50 ms + 100 ms slack)",
+        measures: "ack latency of 5 lone events and of a trickle (one event every 40 ms), MAX_WAIT_MS=100, MAX_BATCH=20; ping round trip while a batch is collected (MAX_WAIT_MS=300)",
+        target: "worst ≤ 200 ms (100 ms + 100 ms slack); median ping ≤ 100 ms",
     },
     CheckSpec {
         id: "batching",
         lesson: 2,
-        measures: "stats.batches after a burst of 2,000 events",
-        target: "< 500 batches",
+        measures: "batches inferred from ack groups: a burst of 200 events (APPLY_DELAY_US=5000, MAX_BATCH=20) and the trickle",
+        target: "< 50 groups, none > 2 × MAX_BATCH, trickle ≥ 1.5 events per group",
     },
     CheckSpec {
         id: "exactly_one_reply",
@@ -171,14 +171,20 @@ pub const CATALOGUE: &[CheckSpec] = &[
     CheckSpec {
         id: "bounded_depth",
         lesson: 3,
-        measures: "stats.max_queue_depth under that load",
-        target: "≤ 50 (QUEUE_CAPACITY)",
+        measures: "stats.max_queue_depth under that load; OVERFLOW=block with a stalled consumer: events read and unanswered, seen from outside",
+        target: "≤ 50 (QUEUE_CAPACITY); ≤ capacity + one batch",
     },
     CheckSpec {
         id: "bounded_memory",
         lesson: 3,
-        measures: "peak RSS (VmHWM) under 50,000 sets of 4 KiB offered to a slow consumer",
-        target: "≤ 200 MiB, or growth ≤ 100 MiB",
+        measures: "RSS growth over the program's own baseline while up to 24,000 sets of 4 KiB are offered to a stalled consumer (OVERFLOW=reject, capacity 50)",
+        target: "growth ≤ max(32 MiB, 4 × (capacity + batch) × event size)",
+    },
+    CheckSpec {
+        id: "ack_after_apply",
+        lesson: 3,
+        measures: "APPLY_DELAY_US=100000, WORKERS=1: time from sending a lone event to its ack (soonest of 4)",
+        target: "≥ 80 ms (0.8 × the configured apply delay)",
     },
     CheckSpec {
         id: "parallel_order",
@@ -364,6 +370,7 @@ fn grade(ctx: &mut Ctx<'_>, objective: &ObjectiveRef) -> ObjectiveOutcome {
         "exactly_one_reply" => backpressure::exactly_one_reply(ctx),
         "bounded_depth" => backpressure::bounded_depth(ctx),
         "bounded_memory" => backpressure::bounded_memory(ctx),
+        "ack_after_apply" => backpressure::ack_after_apply(ctx),
         "parallel_order" => parallel::parallel_order(ctx),
         "parallel_speedup" => parallel::parallel_speedup(ctx),
         "responsive" => parallel::responsive(ctx),
@@ -484,6 +491,8 @@ pub(crate) struct Ctx<'a> {
     cannot_start: Option<String>,
     /// Lesson 3's overload run.
     pub overload: Shared<backpressure::OverloadRun>,
+    /// Lesson 3's stalled-consumer run under `OVERFLOW=block`.
+    pub stalled_block: Shared<backpressure::MemoryRun>,
     /// Lesson 6's observed run.
     pub observed: Shared<observability::ObservedRun>,
     /// Lesson 7's load step.
@@ -500,6 +509,7 @@ impl<'a> Ctx<'a> {
             dirs: 0,
             cannot_start: None,
             overload: None,
+            stalled_block: None,
             observed: None,
             step: None,
         }

@@ -15,17 +15,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::basics::{order_run, start};
+use super::basics::{order_checks, start};
 use super::harness::{HarnessError, ProgramSpec, Reply, group_cpu_ticks, machine_busy_ticks};
 use super::model::{Ev, ids};
 use super::{CheckFailure, Ctx, Measured, Verdict, ms_between, pause, quantile};
 
 /// `parallel_order`: per-key order with `WORKERS=4`.
 pub(crate) fn parallel_order(ctx: &mut Ctx<'_>) -> Measured {
-    let mut spec = ctx.spec()?;
-    spec.set("STATECRAFT_WORKERS", 4)
-        .set("STATECRAFT_APPLY_DELAY_US", 50);
-    order_run(&spec)
+    order_checks(ctx)
 }
 
 fn cpu_spec(ctx: &mut Ctx<'_>, workers: u32, delay_us: u64) -> Result<ProgramSpec, CheckFailure> {

@@ -115,8 +115,12 @@ class Program:
             os._exit(1)
 
     async def command(self, cmd):
-        await self.drained.wait()  # every earlier event has its reply
         name = cmd.get("cmd")
+        if name == "ping":
+            # The one command answered at once: it shows the reader is responsive.
+            self.reply([{"pong": True}])
+            return
+        await self.drained.wait()  # every earlier event has its reply
         if name == "get":
             value, version = self.state.get(cmd.get("key"), (None, 0))
             self.reply([{"key": cmd.get("key"), "value": value, "version": version}])

@@ -74,6 +74,42 @@ pub fn check(n: u32, script: &str) -> CheckReport {
     })
 }
 
+/// How many times [`check_repeated`] grades a mistake: a verdict that flips
+/// between runs (one that depends on timing or the machine's speed) is caught
+/// here rather than on a learner's machine.
+pub const REPEAT: usize = 3;
+
+/// Grades only `ids` of lesson `n` against `learners/<script>`, [`REPEAT`]
+/// times, asserting every run fails each of them (stable verdicts).
+pub fn check_repeated(n: u32, script: &str, ids: &[&str]) {
+    let cmd = vec!["python3".to_string(), script.to_string()];
+    let opts = CheckOptions::new(learners_dir());
+    let objectives: Vec<ObjectiveRef> = ids
+        .iter()
+        .map(|id| ObjectiveRef {
+            id: id.to_string(),
+            check: id.to_string(),
+        })
+        .collect();
+    for run in 1..=REPEAT {
+        let report = run_objectives(n, &objectives, &cmd, &opts, &mut |o| {
+            eprintln!(
+                "[lesson {n} {script} run {run}/{REPEAT}] {} {}: {}",
+                if o.passed { "PASS" } else { "FAIL" },
+                o.id,
+                o.figure
+            );
+        });
+        for o in &report.objectives {
+            assert!(
+                !o.passed,
+                "lesson {n} {script}: `{}` passed on run {run} of {REPEAT} (a verdict that flips): {}",
+                o.id, o.figure
+            );
+        }
+    }
+}
+
 /// Asserts exactly the objectives in `failing` failed, the others passed. A
 /// timing objective that failed while the check itself measured a busy machine
 /// (other processes using the cores) is reported and tolerated: a speed-up

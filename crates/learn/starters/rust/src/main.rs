@@ -186,6 +186,11 @@ async fn worker(
 }
 
 async fn command(shared: &Shared, cmd: &Value) {
+    if cmd["cmd"].as_str() == Some("ping") {
+        // The one command answered at once: it shows the reader is responsive.
+        shared.reply(vec![json!({"pong": true})]);
+        return;
+    }
     shared.wait_drained().await; // every earlier event has its reply
     let reply = match cmd["cmd"].as_str() {
         Some("get") => {
