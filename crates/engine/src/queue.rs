@@ -128,6 +128,13 @@ pub struct QueueSnapshot {
     pub rejected: u64,
     /// Events admitted and later dropped (`drop_oldest`).
     pub dropped: u64,
+    /// Of `rejected`: events of sub-batches that alone were larger than the
+    /// capacity at the time — they fit only into an empty queue, so a
+    /// capacity below the producers' sub-batch size refuses most of them
+    /// while the queue looks nearly empty.
+    pub rejected_oversize: u64,
+    /// The largest sub-batch refused so far, events (0: none).
+    pub largest_refused: usize,
     /// Producers waiting for room now.
     pub waiting_producers: usize,
     /// True once closed.
@@ -153,9 +160,21 @@ struct State<T> {
     dequeued: u64,
     rejected: u64,
     dropped: u64,
+    rejected_oversize: u64,
+    largest_refused: usize,
 }
 
 impl<T> State<T> {
+    /// Counts `events` of one sub-batch as refused (and as oversize when the
+    /// sub-batch alone exceeds the capacity).
+    fn refuse(&mut self, events: usize) {
+        self.rejected += events as u64;
+        self.largest_refused = self.largest_refused.max(events);
+        if events > self.cap_events {
+            self.rejected_oversize += events as u64;
+        }
+    }
+
     fn has_room(&self, events: usize, bytes: usize) -> bool {
         if self.items.is_empty() {
             return true;
@@ -216,6 +235,8 @@ impl<T> ShardQueue<T> {
                 dequeued: 0,
                 rejected: 0,
                 dropped: 0,
+                rejected_oversize: 0,
+                largest_refused: 0,
             }),
             policy,
         }
@@ -251,7 +272,7 @@ impl<T> ShardQueue<T> {
             return Err(PushError::Closed(payload));
         }
         if !st.has_room(events, bytes) {
-            st.rejected += events as u64;
+            st.refuse(events);
             return Err(PushError::Full(payload));
         }
         let waker = st.admit(Queued {
@@ -365,7 +386,7 @@ impl<T> ShardQueue<T> {
     /// Counts events of a producer that gave up waiting (e.g. a timeout under
     /// `block`) as rejected.
     pub fn count_rejected(&self, events: usize) {
-        lock(&self.state).rejected += events as u64;
+        lock(&self.state).refuse(events);
     }
 
     /// Closes the queue: pushes fail with `Closed` from now on, waiting
@@ -404,6 +425,8 @@ impl<T> ShardQueue<T> {
             dequeued: st.dequeued,
             rejected: st.rejected,
             dropped: st.dropped,
+            rejected_oversize: st.rejected_oversize,
+            largest_refused: st.largest_refused,
             waiting_producers: st.producers.len(),
             closed: st.closed,
         }
@@ -468,7 +491,7 @@ impl<T> Future for Push<'_, T> {
                 Poll::Pending
             }
             OverflowPolicy::Reject | OverflowPolicy::DropNewest => {
-                st.rejected += events as u64;
+                st.refuse(events);
                 Poll::Ready(Err(PushError::Full(item.payload)))
             }
             OverflowPolicy::DropOldest => {
@@ -584,6 +607,24 @@ mod tests {
         assert_eq!(q.snapshot().depth_events, 4);
     }
 
+    /// A sub-batch larger than the capacity fits only an empty queue: its
+    /// refusals are counted apart, so the operator can be told why a queue
+    /// that looks nearly empty refuses (issue 18: capacity 64, frames of
+    /// 1,000 events).
+    #[tokio::test]
+    async fn oversize_sub_batches_are_counted_apart() {
+        let q = q(64, OverflowPolicy::Reject);
+        q.push(1, 250, 0)
+            .await
+            .expect("an empty queue takes anything");
+        assert!(matches!(q.push(2, 250, 0).await, Err(PushError::Full(2))));
+        assert!(matches!(q.push(3, 10, 0).await, Err(PushError::Full(3))));
+        let s = q.snapshot();
+        assert_eq!(s.rejected, 260);
+        assert_eq!(s.rejected_oversize, 250);
+        assert_eq!(s.largest_refused, 250);
+    }
+
     #[tokio::test]
     async fn drop_newest_drops_the_new_item() {
         let q = q(4, OverflowPolicy::DropNewest);
@@ -592,6 +633,7 @@ mod tests {
         let got = q.pop(10).await.expect("items");
         assert_eq!(got[0].payload, 1);
         assert_eq!(q.snapshot().rejected, 2);
+        assert_eq!(q.snapshot().rejected_oversize, 0);
     }
 
     #[tokio::test]

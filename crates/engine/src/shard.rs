@@ -113,6 +113,10 @@ pub(crate) struct Entry {
     /// Where the encoded after-image of the last logged change starts in
     /// the record of `logged_seq` (`u32::MAX` = none).
     pub image_at: u32,
+    /// An upper bound of the value's estimated size
+    /// ([`approx_value_bytes`](crate::limits::approx_value_bytes)),
+    /// `SIZE_UNKNOWN` = not known: see [`apply_sized`].
+    pub size_bound: u32,
 }
 
 impl Entry {
@@ -126,6 +130,7 @@ impl Entry {
             logged_seq: 0,
             hot: true,
             image_at: u32::MAX,
+            size_bound: SIZE_UNKNOWN,
         }
     }
 
@@ -405,15 +410,17 @@ impl ShardState {
                         None => event.value.as_ref(),
                     },
                 );
-                let applied = crate::limits::apply_bounded(
+                let (applied, bound) = apply_sized(
                     &self.settings.limits,
                     &mut e.value,
+                    e.size_bound,
                     growth,
                     |target| match taken {
                         Some(operand) => ops::apply_taking(target, event, operand, custom.as_ref()),
                         None => ops::apply(target, event, custom.as_ref()),
                     },
                 );
+                e.size_bound = bound;
                 match applied {
                     Ok(()) => {
                         if e.value.is_some() {
@@ -451,9 +458,10 @@ impl ShardState {
                         None => event.value.as_ref(),
                     },
                 );
-                let applied = crate::limits::apply_bounded(
+                let (applied, bound) = apply_sized(
                     &self.settings.limits,
                     &mut slot,
+                    0,
                     growth,
                     |target| match taken {
                         Some(operand) => ops::apply_taking(target, event, operand, custom.as_ref()),
@@ -472,6 +480,7 @@ impl ShardState {
                             // place (it may be dirty: its flags are kept).
                             Some(e) => {
                                 e.value = slot;
+                                e.size_bound = bound;
                                 e.version = version;
                                 e.updated_at = now_ms;
                                 e.expires_at = expires_at;
@@ -482,7 +491,8 @@ impl ShardState {
                                 if let Some(p) = self.persistence.as_mut() {
                                     p.inserted(key, slot.as_ref());
                                 }
-                                let fresh = Entry::fresh(slot, version, now_ms, expires_at);
+                                let mut fresh = Entry::fresh(slot, version, now_ms, expires_at);
+                                fresh.size_bound = bound;
                                 Some(self.map.entry(CompactString::from(key)).or_insert(fresh))
                             }
                             None => None,
@@ -622,6 +632,58 @@ impl ShardState {
     pub fn housekeeping(&mut self, now_ms: u64) {
         self.dedup.expire(now_ms);
     }
+}
+
+/// [`Entry::size_bound`] when the value's size is not known.
+pub(crate) const SIZE_UNKNOWN: u32 = u32::MAX;
+
+/// [`apply_bounded`](crate::limits::apply_bounded) without measuring the
+/// whole value on every event: `bound` is an upper bound of the value's
+/// estimated size (`SIZE_UNKNOWN`: not known, measured here once). While
+/// `bound` plus the event's growth bound fits under `max_value_bytes`, the
+/// event is applied in place (the value cannot outgrow the limit) and the
+/// bound grows by that growth; otherwise `apply_bounded` decides (it
+/// measures, and near the limit applies to a copy). Returns the outcome and
+/// the value's new bound. Invariant: the bound never falls below the value's
+/// estimated size, because `growth_bound` bounds what one event adds.
+fn apply_sized(
+    limits: &crate::limits::Limits,
+    slot: &mut Option<Value>,
+    bound: u32,
+    growth: crate::limits::Growth,
+    apply: impl FnOnce(&mut Option<Value>) -> Result<(), crate::limits::Rejection>,
+) -> (Result<(), crate::limits::Rejection>, u32) {
+    let crate::limits::Growth::AtMost(grows) = growth else {
+        return (
+            crate::limits::apply_bounded(limits, slot, growth, apply),
+            SIZE_UNKNOWN,
+        );
+    };
+    let now = if bound == SIZE_UNKNOWN {
+        slot.as_ref().map_or(0, crate::limits::approx_value_bytes)
+    } else {
+        bound as usize
+    };
+    let after = now.saturating_add(grows);
+    if after <= limits.max_value_bytes {
+        let result = apply(slot);
+        let known = |b: usize| {
+            u32::try_from(b)
+                .ok()
+                .filter(|&b| b != SIZE_UNKNOWN)
+                .unwrap_or(SIZE_UNKNOWN)
+        };
+        let bound = if result.is_ok() {
+            known(after)
+        } else {
+            known(now)
+        };
+        return (result, bound);
+    }
+    (
+        crate::limits::apply_bounded(limits, slot, growth, apply),
+        SIZE_UNKNOWN,
+    )
 }
 
 /// A sub-batch's view of its submission's events.
@@ -928,5 +990,8 @@ impl ShardWorker {
         }
         self.applied_total.fetch_add(applied, Ordering::Relaxed);
         self.metrics.record_batch(batch.events, &waits, apply_time);
+        self.metrics
+            .cached_keys
+            .store(self.state.map.len() as u64, Ordering::Relaxed);
     }
 }

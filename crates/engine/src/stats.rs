@@ -119,6 +119,22 @@ impl Summary {
     }
 }
 
+/// Upper bounds (µs) of the queue-wait histogram buckets exported as a
+/// Prometheus histogram: 50 µs … 10 s (the `+Inf` bucket is the count).
+pub const QUEUE_WAIT_BUCKETS_US: [u64; 17] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// Cumulative counts of `h` at each bound of [`QUEUE_WAIT_BUCKETS_US`]
+/// (values at or below the bound, within the histogram's precision).
+fn cumulative_buckets(h: &Histogram<u64>) -> Vec<u64> {
+    QUEUE_WAIT_BUCKETS_US
+        .iter()
+        .map(|&le| h.count_between(0, le))
+        .collect()
+}
+
 fn new_hist() -> Histogram<u64> {
     // 3 significant figures up to an hour in µs: bounded memory (~30 KiB).
     // Constant, valid bounds: construction cannot fail.
@@ -168,6 +184,8 @@ pub struct ShardMetrics {
     pub service_rate: AtomicU64,
     /// Capacity changes made by the adaptive controller.
     pub capacity_changes: AtomicU64,
+    /// Keys in the shard's map after its last batch (set by the worker).
+    pub cached_keys: AtomicU64,
 }
 
 impl ShardMetrics {
@@ -226,6 +244,13 @@ pub struct ShardStats {
     pub events: u64,
     /// Queue wait per event, µs.
     pub queue_wait_us: Summary,
+    /// Cumulative queue-wait counts at each bound of
+    /// [`QUEUE_WAIT_BUCKETS_US`], since start (for `/metrics`' histogram).
+    #[serde(skip)]
+    pub queue_wait_buckets: Vec<u64>,
+    /// Keys held in this shard's memory (its hot-key cache when durable,
+    /// every key when in memory), as of its last batch.
+    pub cached_keys: u64,
     /// Apply time per batch, µs.
     pub apply_us: Summary,
     /// Events per batch.
@@ -263,6 +288,10 @@ pub struct QueueStatsView {
     pub rejected: u64,
     /// Events dropped by `drop_oldest`.
     pub dropped: u64,
+    /// Of `rejected`: events of sub-batches larger than the capacity then.
+    pub rejected_oversize: u64,
+    /// The largest sub-batch refused so far, events.
+    pub largest_refused: usize,
 }
 
 impl From<QueueSnapshot> for QueueStatsView {
@@ -277,6 +306,8 @@ impl From<QueueSnapshot> for QueueStatsView {
             dequeued: s.dequeued,
             rejected: s.rejected,
             dropped: s.dropped,
+            rejected_oversize: s.rejected_oversize,
+            largest_refused: s.largest_refused,
         }
     }
 }
@@ -294,6 +325,8 @@ impl ShardStats {
             batches: m.batches.load(Ordering::Relaxed),
             events: m.events.load(Ordering::Relaxed),
             queue_wait_us: Summary::of(&h.queue_wait_us),
+            queue_wait_buckets: cumulative_buckets(&h.queue_wait_us),
+            cached_keys: m.cached_keys.load(Ordering::Relaxed),
             apply_us: Summary::of(&h.apply_us),
             batch_events: Summary::of(&h.batch_events),
             recent_wait_p50_us: m.recent_wait_p50_us.load(Ordering::Relaxed),
@@ -303,6 +336,17 @@ impl ShardStats {
             capacity_changes: m.capacity_changes.load(Ordering::Relaxed),
         }
     }
+}
+
+/// The store's size ([`Engine::store_size`](crate::Engine::store_size)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StoreSize {
+    /// Materialized keys, approximately (fjall's table metadata: expired
+    /// keys count until swept, rewritten ones until compaction merges them).
+    pub keys_approx: u64,
+    /// Bytes the data directory takes on disk (`None` if it could not be
+    /// measured).
+    pub data_dir_bytes: Option<u64>,
 }
 
 /// The whole engine's figures.

@@ -30,6 +30,7 @@
 //! `/metrics` refreshes the engine's gauges at scrape time.
 
 mod exporter;
+pub mod process;
 pub mod sample;
 mod sampler;
 mod stages;
@@ -159,6 +160,7 @@ async fn metrics(State(shared): State<AppState>) -> Response {
         &shared.counters.snapshot(),
         shared.started.elapsed().as_secs_f64(),
         sampler::target_wait_s(&shared),
+        shared.engine().and_then(|e| e.store_size()),
     );
     let text = observe.prometheus.render(stats.as_ref());
     (
@@ -183,7 +185,8 @@ struct StatsQuery {
 
 /// `GET /v1/stats`: the engine's figures (`results`, `shards`,
 /// `durability`), `version`, `uptime_s`, the front ends' counters
-/// (`server`), in cluster mode the node's figures (`cluster`), and `observe`: the sample interval, the adaptive settings,
+/// (`server`), `keyspace` (keys, data-dir bytes, hot-key cache), `process`
+/// (RSS, CPU, fds, threads), in cluster mode the node's figures (`cluster`), and `observe`: the sample interval, the adaptive settings,
 /// the latest sample, and with `?history=N` or `?since=SEQ` the recent
 /// samples (docs/dashboard.md).
 async fn stats(
@@ -200,7 +203,9 @@ async fn stats(
     let Some(engine) = shared.engine() else {
         return Problem::not_ready().into_response();
     };
-    let mut v = serde_json::to_value(engine.stats()).unwrap_or_else(|_| json!({}));
+    let engine_stats = engine.stats();
+    let keyspace = keyspace(&engine_stats, engine.store_size());
+    let mut v = serde_json::to_value(engine_stats).unwrap_or_else(|_| json!({}));
     let adaptive = engine.config().adaptive.map(|a| {
         json!({
             "target_ms": a.target.as_secs_f64() * 1e3,
@@ -240,6 +245,11 @@ async fn stats(
             "server".into(),
             serde_json::to_value(shared.counters.snapshot()).unwrap_or(Value::Null),
         );
+        m.insert("keyspace".into(), keyspace);
+        m.insert(
+            "process".into(),
+            serde_json::to_value(process::ProcessStats::read()).unwrap_or(Value::Null),
+        );
         if let Some(cluster) = shared.cluster.get() {
             m.insert(
                 "cluster".into(),
@@ -249,6 +259,27 @@ async fn stats(
         m.insert("observe".into(), observe);
     }
     axum::Json(v).into_response()
+}
+
+/// The keyspace figures of `/v1/stats` (what Redis' INFO keyspace, DBSIZE
+/// and the cache lines show): `keys` (approximate, materialized in the
+/// store; `null` in memory), `data_dir_bytes`, `cache_keys` (keys held in
+/// the shards' memory: every key when in memory), `cache_hit_rate`.
+fn keyspace(
+    stats: &statecraft_engine::EngineStats,
+    size: Option<statecraft_engine::stats::StoreSize>,
+) -> Value {
+    let cache_keys: u64 = stats.shards.iter().map(|s| s.cached_keys).sum();
+    let hit_rate = stats.durability.as_ref().and_then(|d| {
+        let total = d.cache_hits + d.cache_misses;
+        (total > 0).then(|| d.cache_hits as f64 / total as f64)
+    });
+    json!({
+        "keys": size.map(|s| s.keys_approx),
+        "data_dir_bytes": size.and_then(|s| s.data_dir_bytes),
+        "cache_keys": cache_keys,
+        "cache_hit_rate": hit_rate,
+    })
 }
 
 /// `GET /`: the dashboard page.

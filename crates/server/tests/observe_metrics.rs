@@ -93,7 +93,13 @@ async fn metrics_stats_and_dashboard_under_traffic() {
         ("statecraft_events_total", "counter"),
         ("statecraft_queue_depth", "gauge"),
         ("statecraft_queue_capacity", "gauge"),
-        ("statecraft_queue_wait_recent_seconds", "gauge"),
+        ("statecraft_queue_wait_recent_p50_seconds", "gauge"),
+        ("statecraft_queue_wait_recent_p95_seconds", "gauge"),
+        ("statecraft_cache_keys", "gauge"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_cpu_seconds_total", "counter"),
+        ("process_open_fds", "gauge"),
+        ("process_start_time_seconds", "gauge"),
         ("statecraft_queue_wait_target_seconds", "gauge"),
         ("statecraft_queue_arrival_rate", "gauge"),
         ("statecraft_queue_service_rate", "gauge"),
@@ -101,7 +107,7 @@ async fn metrics_stats_and_dashboard_under_traffic() {
         ("statecraft_queue_refused_total", "counter"),
         ("statecraft_capacity_changes_total", "counter"),
         ("statecraft_batches_total", "counter"),
-        ("statecraft_queue_wait_seconds", "summary"),
+        ("statecraft_queue_wait_seconds", "histogram"),
         ("statecraft_apply_seconds", "summary"),
         ("statecraft_batch_events", "summary"),
         ("statecraft_stage_seconds", "histogram"),
@@ -160,7 +166,41 @@ async fn metrics_stats_and_dashboard_under_traffic() {
         Some(0.0),
         "{other_metrics}"
     );
-    assert!(!other_metrics.contains("statecraft_stage_seconds_count"));
+    // Its stage histograms exist from the start, at zero.
+    assert_eq!(
+        value(
+            &other_metrics,
+            "statecraft_stage_seconds_count{stage=\"decode\",source=\"http\"}"
+        ),
+        Some(0.0),
+        "{other_metrics}"
+    );
+    // Both pass promtool's lint (when installed; required under CI=true).
+    for text in [&metrics, &other_metrics] {
+        if let Some(verdict) = promtool_check(text) {
+            verdict.unwrap_or_else(|e| panic!("promtool check metrics: {e}\n{text}"));
+        }
+    }
+    // Queue wait is a real histogram: cumulative buckets up to +Inf = count.
+    let inf = value(
+        &metrics,
+        "statecraft_queue_wait_seconds_bucket{shard=\"0\",le=\"+Inf\"}",
+    );
+    assert_eq!(
+        inf,
+        value(&metrics, "statecraft_queue_wait_seconds_count{shard=\"0\"}")
+    );
+    assert!(inf >= Some(1.0), "{metrics}");
+    // /v1/stats carries the keyspace and process figures.
+    let (_, now) = get_json(&base, "/v1/stats").await;
+    assert!(
+        now["keyspace"]["cache_keys"].as_u64() >= Some(1_000),
+        "{now}"
+    );
+    assert!(
+        now["process"]["resident_memory_bytes"].as_u64() > Some(0),
+        "{now}"
+    );
 
     // /v1/stats: engine figures, adaptive settings, samples and the cursor.
     assert!(stats["results"]["applied"].as_u64() >= Some(1_001));
@@ -212,4 +252,57 @@ async fn metrics_stats_and_dashboard_under_traffic() {
 
     other.shutdown().await.expect("clean shutdown");
     running.shutdown().await.expect("clean shutdown");
+}
+
+/// Runs `promtool check metrics` on `text`: `None` when promtool is not
+/// installed (a printed skip; a failure under `CI=true`).
+fn promtool_check(text: &str) -> Option<Result<(), String>> {
+    use std::io::Write as _;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "promtool is required under CI=true: {e}"
+            );
+            eprintln!("skip: promtool not installed ({e})");
+            return None;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool ends");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(if out.status.success() && said.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(said)
+    })
+}
+
+/// The lint is not vacuous: the gauge-with-`quantile` family the server
+/// used to export, and a histogram without `+Inf`, are refused.
+#[test]
+fn promtool_refuses_what_the_server_used_to_export() {
+    let old = "# HELP statecraft_queue_wait_recent_seconds Queue wait quantile.\n\
+# TYPE statecraft_queue_wait_recent_seconds gauge\n\
+statecraft_queue_wait_recent_seconds{shard=\"0\",quantile=\"0.5\"} 0.001\n";
+    if let Some(verdict) = promtool_check(old) {
+        let err = verdict.expect_err("a gauge with a quantile label is refused");
+        assert!(err.contains("quantile"), "{err}");
+    }
 }

@@ -64,6 +64,65 @@ pub struct StatsDoc {
     pub server: ServerDoc,
     /// Samples and adaptive settings.
     pub observe: ObserveDoc,
+    /// Keys, data-dir bytes and the hot-key cache.
+    pub keyspace: KeyspaceDoc,
+    /// The server process's resources.
+    pub process: ProcessDoc,
+}
+
+/// The `keyspace` part of `/v1/stats` (`null` figures stay `None`).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(default)]
+pub struct KeyspaceDoc {
+    /// Materialized keys in the store, approximate.
+    pub keys: Option<u64>,
+    /// Bytes of the data directory.
+    pub data_dir_bytes: Option<u64>,
+    /// Keys held in the shards' memory.
+    pub cache_keys: Option<u64>,
+    /// Hot-key cache hit rate, 0..=1.
+    pub cache_hit_rate: Option<f64>,
+}
+
+/// The `process` part of `/v1/stats`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(default)]
+pub struct ProcessDoc {
+    /// Resident set size, bytes.
+    pub resident_memory_bytes: Option<u64>,
+}
+
+/// Bytes with a binary unit (`-` when unknown).
+pub fn fmt_bytes(b: Option<u64>) -> String {
+    let Some(b) = b else { return "-".into() };
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+/// The keyspace and memory line: keys, cache, RSS, data dir.
+pub fn keyspace_line(d: &StatsDoc) -> String {
+    let k = &d.keyspace;
+    let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| fmt_num(v as f64));
+    let hit = k
+        .cache_hit_rate
+        .map_or(String::new(), |r| format!(" (hit {:.0}%)", r * 100.0));
+    format!(
+        "keys {} · cached {}{hit} · rss {} · disk {}",
+        opt(k.keys),
+        opt(k.cache_keys),
+        fmt_bytes(d.process.resident_memory_bytes),
+        fmt_bytes(k.data_dir_bytes)
+    )
 }
 
 /// A histogram summary (µs).
@@ -291,10 +350,9 @@ pub fn draw(frame: &mut Frame, m: &TopModel) {
     frame.render_widget(
         Paragraph::new(Line::from(vec![
             Span::styled(" q", Style::new().bold()),
-            Span::styled(
-                " quit · figures sampled by the server once a second · ",
-                DIM,
-            ),
+            Span::styled(" quit · ", DIM),
+            Span::raw(keyspace_line(&m.doc)),
+            Span::styled(" · figures sampled by the server once a second · ", DIM),
             Span::styled(format!("{}/v1/stats", m.server), DIM),
         ])),
         footer,
@@ -835,6 +893,20 @@ fn live(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_keyspace_line_shows_unknown_figures_as_a_dash() {
+        let mut d = StatsDoc::default();
+        assert_eq!(keyspace_line(&d), "keys - · cached - · rss - · disk -");
+        d.keyspace.keys = Some(1_500);
+        d.keyspace.cache_hit_rate = Some(0.5);
+        d.process.resident_memory_bytes = Some(3 << 20);
+        let line = keyspace_line(&d);
+        assert!(
+            line.contains("rss 3.0 MiB") && line.contains("hit 50%"),
+            "{line}"
+        );
+    }
     use statecraft_server::observe::sample::{ShardSample, StageFigure, StatusRates, StatusTotals};
 
     fn sample(seq: u64, applied: f64, p95: f64) -> Sample {
@@ -926,6 +998,7 @@ mod tests {
             "900 / 1000",
             "90.0%",
             "overloaded",
+            "keys - · cached - · rss - · disk -",
         ] {
             assert!(text.contains(want), "no `{want}` in\n{text}");
         }

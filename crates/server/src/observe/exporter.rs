@@ -14,11 +14,18 @@
 //! - histograms of the front-end stages (decode, admit, ack) and of HTTP
 //!   requests, fed with the counts of each interval.
 //!
-//! What is appended as text: the engine's own HDR histograms (queue wait,
-//! apply, batch size, fsync, checkpoint) arrive as precomputed quantiles
-//! ([`Summary`]), which the `metrics` API cannot carry;
-//! they are rendered as Prometheus `summary` families by
-//! [`render_summaries`].
+//! What is appended as text: the engine's own HDR histograms (apply, batch
+//! size, fsync, checkpoint) arrive as precomputed quantiles ([`Summary`]),
+//! which the `metrics` API cannot carry; they are rendered as Prometheus
+//! `summary` families by [`render_summaries`]. Queue wait, the figure to
+//! aggregate across shards and servers and to window with `rate()`, is a
+//! real `histogram` family (cumulative buckets read from the engine's HDR
+//! histogram at [`QUEUE_WAIT_BUCKETS_US`]). The `process_*` families come
+//! from [`ProcessStats`](super::process::ProcessStats).
+//!
+//! Every family has a `# TYPE` line and only the labels its type allows
+//! (`promtool check metrics` passes: tests/observe_metrics.rs runs it when
+//! it is installed); the stage histograms exist at zero from the start.
 //!
 //! Invariant: nothing is recorded into a histogram that is not drained —
 //! [`PrometheusExport::upkeep`] runs on every sampler tick, so memory stays
@@ -29,7 +36,7 @@ use std::fmt::Write as _;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use statecraft_engine::EngineStats;
-use statecraft_engine::stats::{ShardStats, Summary};
+use statecraft_engine::stats::{QUEUE_WAIT_BUCKETS_US, ShardStats, StoreSize, Summary};
 
 use super::stages::{Source, Stage, StageInterval};
 use crate::server::CounterSnapshot;
@@ -72,6 +79,19 @@ impl PrometheusExport {
         let handle = recorder.handle();
         let export = PrometheusExport { recorder, handle };
         export.describe();
+        // Every stage histogram exists (at zero) from the start, not only
+        // after its first sample: queries and alerts find their series.
+        export.with(|| {
+            for source in Source::ALL {
+                for stage in Stage::ALL {
+                    let _ = histogram!(
+                        "statecraft_stage_seconds",
+                        "stage" => stage.as_str(),
+                        "source" => source.as_str()
+                    );
+                }
+            }
+        });
         export
     }
 
@@ -104,8 +124,12 @@ impl PrometheusExport {
                 "Largest depth a shard queue reached since start, events."
             );
             describe_gauge!(
-                "statecraft_queue_wait_recent_seconds",
-                "Queue wait quantile over the controller's recent window (1 s), per shard."
+                "statecraft_queue_wait_recent_p50_seconds",
+                "Median queue wait over the controller's recent window (1 s), per shard."
+            );
+            describe_gauge!(
+                "statecraft_queue_wait_recent_p95_seconds",
+                "95th-percentile queue wait over the controller's recent window (1 s), per shard."
             );
             describe_gauge!(
                 "statecraft_queue_wait_target_seconds",
@@ -130,6 +154,10 @@ impl PrometheusExport {
             describe_counter!(
                 "statecraft_queue_refused_total",
                 "Events refused by a shard queue's overflow policy (answered overloaded)."
+            );
+            describe_counter!(
+                "statecraft_queue_refused_oversize_total",
+                "Of the refused events: those of sub-batches larger than the queue's capacity (they fit only an empty queue)."
             );
             describe_counter!(
                 "statecraft_queue_dropped_total",
@@ -157,6 +185,18 @@ impl PrometheusExport {
             describe_counter!(
                 "statecraft_cache_evictions_total",
                 "Entries evicted from the hot-key caches."
+            );
+            describe_gauge!(
+                "statecraft_cache_keys",
+                "Keys held in a shard's memory (its hot-key cache; every key when in memory)."
+            );
+            describe_gauge!(
+                "statecraft_keys",
+                "Materialized keys in the store, approximately (DBSIZE)."
+            );
+            describe_gauge!(
+                "statecraft_data_dir_bytes",
+                "Bytes the data directory takes on disk."
             );
             describe_gauge!(
                 "statecraft_recovery_seconds",
@@ -212,8 +252,15 @@ impl PrometheusExport {
         counters: &CounterSnapshot,
         uptime_s: f64,
         target_wait_s: Option<f64>,
+        size: Option<StoreSize>,
     ) {
         self.with(|| {
+            if let Some(size) = size {
+                gauge!("statecraft_keys").set(size.keys_approx as f64);
+                if let Some(b) = size.data_dir_bytes {
+                    gauge!("statecraft_data_dir_bytes").set(b as f64);
+                }
+            }
             gauge!("statecraft_up").set(if stats.is_some() { 1.0 } else { 0.0 });
             gauge!("statecraft_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             gauge!("statecraft_uptime_seconds").set(uptime_s);
@@ -253,13 +300,16 @@ impl PrometheusExport {
                     .absolute(q.rejected);
                 counter!("statecraft_queue_dropped_total", "shard" => shard.clone())
                     .absolute(q.dropped);
+                counter!("statecraft_queue_refused_oversize_total", "shard" => shard.clone())
+                    .absolute(q.rejected_oversize);
                 counter!("statecraft_batches_total", "shard" => shard.clone()).absolute(s.batches);
                 counter!("statecraft_capacity_changes_total", "shard" => shard.clone())
                     .absolute(s.capacity_changes);
-                gauge!("statecraft_queue_wait_recent_seconds", "shard" => shard.clone(), "quantile" => "0.5")
+                gauge!("statecraft_queue_wait_recent_p50_seconds", "shard" => shard.clone())
                     .set(s.recent_wait_p50_us as f64 / 1e6);
-                gauge!("statecraft_queue_wait_recent_seconds", "shard" => shard.clone(), "quantile" => "0.95")
+                gauge!("statecraft_queue_wait_recent_p95_seconds", "shard" => shard.clone())
                     .set(s.recent_wait_p95_us as f64 / 1e6);
+                gauge!("statecraft_cache_keys", "shard" => shard.clone()).set(s.cached_keys as f64);
                 gauge!("statecraft_queue_arrival_rate", "shard" => shard.clone())
                     .set(s.arrival_rate as f64);
                 gauge!("statecraft_queue_service_rate", "shard" => shard.clone())
@@ -337,6 +387,7 @@ impl PrometheusExport {
         if let Some(stats) = stats {
             render_summaries(&mut out, stats);
         }
+        super::process::ProcessStats::read().render(&mut out);
         out
     }
 }
@@ -410,13 +461,7 @@ pub(crate) fn render_summaries(out: &mut String, stats: &EngineStats) {
             .map(|s| (format!("shard=\"{}\"", s.shard), f(s)))
             .collect()
     };
-    summary_family(
-        out,
-        "statecraft_queue_wait_seconds",
-        "Queue wait per event, enqueue to taken by the shard worker, since start.",
-        Unit::Seconds,
-        &per_shard(|s| s.queue_wait_us),
-    );
+    queue_wait_histogram(out, stats);
     summary_family(
         out,
         "statecraft_apply_seconds",
@@ -453,5 +498,38 @@ pub(crate) fn render_summaries(out: &mut String, stats: &EngineStats) {
             Unit::Seconds,
             &[(String::new(), d.checkpoint_us)],
         );
+    }
+}
+
+/// `statecraft_queue_wait_seconds`: a Prometheus histogram per shard,
+/// cumulative since start (`rate()` windows it, `sum by (le)` aggregates).
+fn queue_wait_histogram(out: &mut String, stats: &EngineStats) {
+    let name = "statecraft_queue_wait_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Queue wait per event, enqueue to taken by the shard worker."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for s in &stats.shards {
+        let shard = s.shard;
+        for (le, n) in QUEUE_WAIT_BUCKETS_US.iter().zip(&s.queue_wait_buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{shard=\"{shard}\",le=\"{}\"}} {n}",
+                Unit::Seconds.value(*le)
+            );
+        }
+        let q = &s.queue_wait_us;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{shard=\"{shard}\",le=\"+Inf\"}} {}",
+            q.count
+        );
+        let _ = writeln!(
+            out,
+            "{name}_sum{{shard=\"{shard}\"}} {}",
+            Unit::Seconds.sum(q.mean, q.count)
+        );
+        let _ = writeln!(out, "{name}_count{{shard=\"{shard}\"}} {}", q.count);
     }
 }

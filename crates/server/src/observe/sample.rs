@@ -121,6 +121,11 @@ pub struct ShardSample {
     pub taken_per_s: f64,
     /// Events refused by the overflow policy per second.
     pub refused_per_s: f64,
+    /// Of those: events of sub-batches larger than the capacity (they fit
+    /// only an empty queue), per second.
+    pub refused_oversize_per_s: f64,
+    /// The largest sub-batch this queue refused since start, events.
+    pub largest_refused: usize,
     /// What the worker applies per busy second (its capacity to serve).
     pub service_rate: f64,
     /// Capacity changes since start.
@@ -297,6 +302,10 @@ impl Sample {
                 .queue
                 .rejected
                 .saturating_sub(p.map_or(0, |p| p.queue.rejected));
+            let d_oversize = s
+                .queue
+                .rejected_oversize
+                .saturating_sub(p.map_or(0, |p| p.queue.rejected_oversize));
             let d_dropped = s
                 .queue
                 .dropped
@@ -314,6 +323,8 @@ impl Sample {
                 admitted_per_s: per_s(d_admitted),
                 taken_per_s: per_s(d_taken),
                 refused_per_s: per_s(d_refused),
+                refused_oversize_per_s: per_s(d_oversize),
+                largest_refused: s.queue.largest_refused,
                 service_rate: s.service_rate as f64,
                 capacity_changes: s.capacity_changes,
             });

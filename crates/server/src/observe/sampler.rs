@@ -67,6 +67,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: Shutdown) {
             &cur.counters,
             uptime_s,
             target_wait_s(&shared),
+            None,
         );
         observe.prometheus.upkeep();
         overload.observe(&sample, Instant::now());
@@ -114,6 +115,9 @@ impl OverloadEpisode {
                     capacity = fullest.map(|f| f.capacity),
                     "overload"
                 );
+                if let Some(why) = oversize_explanation(s) {
+                    tracing::warn!("{why}");
+                }
             }
         } else if let Some(since) = self.since.take() {
             self.logged = None;
@@ -125,10 +129,60 @@ impl OverloadEpisode {
     }
 }
 
+/// Why a queue that looks nearly empty refuses: sub-batches larger than its
+/// capacity fit only an empty queue. `None` when no shard refused one in
+/// the interval.
+fn oversize_explanation(s: &Sample) -> Option<String> {
+    let worst = s
+        .shards
+        .iter()
+        .filter(|sh| sh.refused_oversize_per_s > 0.0)
+        .max_by(|a, b| {
+            a.refused_oversize_per_s
+                .total_cmp(&b.refused_oversize_per_s)
+        })?;
+    Some(format!(
+        "overload: shard {} refuses sub-batches of up to {} events, larger than its queue \
+         capacity of {} ({:.0} such events/s): a sub-batch larger than the capacity fits only \
+         an empty queue, so it is refused while the queue looks nearly empty. Raise the \
+         (adaptive minimum) capacity to at least {} events, or send smaller frames \
+         (docs/adaptive-queue.md)",
+        worst.shard,
+        worst.largest_refused,
+        worst.capacity,
+        worst.refused_oversize_per_s,
+        worst.largest_refused
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::sample::Refusals;
+    use crate::observe::sample::{Refusals, ShardSample};
+
+    #[test]
+    fn oversize_refusals_are_explained_and_others_are_not() {
+        let mut s = Sample::default();
+        s.shards.push(ShardSample {
+            shard: 1,
+            capacity: 64,
+            refused_per_s: 900.0,
+            ..ShardSample::default()
+        });
+        assert_eq!(
+            oversize_explanation(&s),
+            None,
+            "a full queue needs no story"
+        );
+        s.shards[0].refused_oversize_per_s = 750.0;
+        s.shards[0].largest_refused = 250;
+        let why = oversize_explanation(&s).expect("explained");
+        assert!(
+            why.contains("shard 1") && why.contains("250 events"),
+            "{why}"
+        );
+        assert!(why.contains("capacity of 64"), "{why}");
+    }
 
     #[test]
     fn an_episode_starts_with_refusals_and_ends_without() {
