@@ -29,6 +29,8 @@ async fn fixed_rate(
         hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?,
     ));
     let interval = std::time::Duration::from_secs_f64(batch as f64 / rate);
+    // For a profiler attaching now (`perf record -p`): setup is done.
+    eprintln!("measuring");
     let start = tokio::time::Instant::now();
     let mut waiters = Vec::with_capacity(batches.len());
     let n = batches.len();

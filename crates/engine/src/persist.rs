@@ -356,6 +356,7 @@ impl ShardPersistence {
                     logged_seq: 0,
                     hot: true,
                     image_at: u32::MAX,
+                    size_bound: crate::shard::SIZE_UNKNOWN,
                 }))
             }
             Ok(None) => Ok(None),

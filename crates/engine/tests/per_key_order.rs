@@ -62,3 +62,73 @@ async fn sequential_submissions_keep_order_across_many_keys() {
     }
     engine.shutdown().await.expect("shutdown");
 }
+
+/// The shard skips measuring a document while an upper bound of its size
+/// plus the event's growth fits under `max_value_bytes` (issue 20). Two
+/// adversaries for that shortcut: (1) merges that keep rewriting the same
+/// members never grow the document, so however far the bound drifts up they
+/// must never be refused; (2) merges that add a member each must be refused
+/// exactly when the document would pass the limit, leaving it unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merges_under_the_value_limit_are_bounded_exactly() {
+    use statecraft_engine::{Limits, Op, RejectCode};
+    let limits = Limits {
+        max_value_bytes: 2_000,
+        ..Limits::DEFAULT
+    };
+    let engine = Engine::builder()
+        .shards(1)
+        .limits(limits)
+        .open()
+        .await
+        .expect("open");
+    let patch = json!({"name": "x".repeat(100), "n": 1});
+    // (1) 200 rewrites of a ~120-byte document: bound drifts to ~30 KB.
+    let events: Vec<Event> = (0..200)
+        .map(|_| Event::new("same", Op::Merge).with_value(patch.clone()))
+        .collect();
+    let results = engine
+        .submit_with(events, AckMode::Applied)
+        .await
+        .expect("submit");
+    assert!(
+        results.iter().all(EventResult::is_applied),
+        "a document that does not grow must never be refused: {:?}",
+        results.iter().find(|r| !r.is_applied())
+    );
+    // (2) each merge adds a ~110-byte member: the limit must bite.
+    let events: Vec<Event> = (0..40)
+        .map(|i| {
+            Event::new("grows", Op::Merge)
+                .with_value(json!({ format!("m{i:02}"): "y".repeat(100) }))
+        })
+        .collect();
+    let results = engine
+        .submit_with(events, AckMode::Applied)
+        .await
+        .expect("submit");
+    let applied = results.iter().take_while(|r| r.is_applied()).count();
+    assert!(
+        (10..40).contains(&applied),
+        "growth must be refused near 2,000 bytes, applied {applied}"
+    );
+    for r in &results[applied..] {
+        assert!(
+            matches!(
+                r,
+                EventResult::Rejected {
+                    code: RejectCode::ValueTooLarge,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+    }
+    let rec = engine.get("grows").await.expect("get").expect("present");
+    assert_eq!(rec.version, applied as u64, "refused merges change nothing");
+    assert!(
+        limits.value_fits(&rec.value),
+        "the stored document is within the limit"
+    );
+    engine.shutdown().await.expect("shutdown");
+}
