@@ -84,10 +84,12 @@ fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable, multi-line.
+    /// One line per entry, no source paths; colour only on a terminal.
     #[default]
+    Compact,
+    /// One JSON object per line (for log collectors).
+    Json,
+    /// Human-readable, several lines per entry (for a terminal).
     Pretty,
 }
 
@@ -95,6 +97,7 @@ impl LogFormat {
     /// The format's name, as flags and the TOML file spell it.
     pub fn as_str(self) -> &'static str {
         match self {
+            LogFormat::Compact => "compact",
             LogFormat::Json => "json",
             LogFormat::Pretty => "pretty",
         }
@@ -329,8 +332,10 @@ settings_table! {
     /// What a full queue does.
     overflow: OverflowPolicy = Some(engine_default().overflow), env "STATECRAFT_OVERFLOW", unit "POLICY",
         arg(value_enum);
-    /// Under `block`: how long a producer waits for room before its events
-    /// are answered `overloaded` (HTTP: 503 + Retry-After); 0 = forever.
+    /// Under `block`: how long an HTTP request waits for queue room before
+    /// its events are answered `overloaded` (503 + Retry-After); 0 = forever.
+    /// TCP connections wait as long as it takes (flow control,
+    /// docs/protocol.md).
     block_timeout_ms: u64 = Some(5000), env "STATECRAFT_BLOCK_TIMEOUT_MS", unit "MS";
     /// Most events per batch.
     max_batch: usize = Some(engine_default().max_batch), env "STATECRAFT_MAX_BATCH", unit "EVENTS";
@@ -348,25 +353,25 @@ settings_table! {
     /// Checkpoint also after this many bytes logged per shard.
     checkpoint_bytes: u64 = Some(engine_default().checkpoint_bytes),
         env "STATECRAFT_CHECKPOINT_BYTES", unit "BYTES";
-    /// Adaptive queue capacity: the p95 queue wait to hold, µs; 0 = fixed
-    /// capacity (a non-zero value turns --adaptive on, and wins over
-    /// --target-wait-ms).
-    adaptive_target_us: u64 = Some(0), env "STATECRAFT_ADAPTIVE_TARGET_US", unit "US";
+    /// Deprecated (hidden): --target-wait-ms in µs; a non-zero value also
+    /// turns --adaptive on and wins over --target-wait-ms. Turn adaptive
+    /// capacity on with --adaptive.
+    adaptive_target_us: u64 = Some(0), env "STATECRAFT_ADAPTIVE_TARGET_US", unit "US",
+        arg(hide = true);
     /// Adaptive capacity: smallest queue capacity per shard, events (at most
-    /// the queue capacity). Alias --min-capacity (deprecated).
+    /// the queue capacity; keep it at least the per-shard sub-batch your
+    /// producers send, docs/adaptive-queue.md).
     adaptive_min: usize = Some(statecraft_engine::adaptive::DEFAULT_MIN_CAPACITY),
-        env "STATECRAFT_ADAPTIVE_MIN", unit "EVENTS", arg(visible_alias = "min-capacity");
-    /// Adaptive capacity: largest queue capacity per shard, events. Alias
-    /// --max-capacity (deprecated).
+        env "STATECRAFT_ADAPTIVE_MIN", unit "EVENTS", arg(alias = "min-capacity");
+    /// Adaptive capacity: largest queue capacity per shard, events.
     adaptive_max: usize = None, env "STATECRAFT_ADAPTIVE_MAX", unit "EVENTS",
-        shown "the queue capacity", arg(visible_alias = "max-capacity");
-    /// Adaptive queue capacity on or off: each shard queue resizes itself
-    /// between --adaptive-min and --adaptive-max to hold its p95 wait near
-    /// the target (docs/adaptive-queue.md).
+        shown "the queue capacity", arg(alias = "max-capacity");
+    /// Adaptive queue capacity on or off (the one switch): each shard queue
+    /// resizes itself between --adaptive-min and --adaptive-max to hold its
+    /// p95 wait near --target-wait-ms (docs/adaptive-queue.md).
     adaptive: bool = Some(false), env "STATECRAFT_ADAPTIVE", unit "BOOL",
         arg(num_args = 0..=1, default_missing_value = "true");
-    /// Adaptive capacity: the p95 queue wait to hold, ms (--adaptive-target-us,
-    /// when given, is the finer spelling and wins).
+    /// Adaptive capacity: the p95 queue wait to hold, ms (with --adaptive).
     target_wait_ms: u64 = Some(ms(statecraft_engine::adaptive::DEFAULT_TARGET_WAIT)),
         env "STATECRAFT_TARGET_WAIT_MS", unit "MS";
     /// Hot-key cache budget per shard, bytes.
@@ -404,7 +409,7 @@ settings_table! {
     /// TLS private key for HTTP, PEM (with --tls-cert).
     tls_key: PathBuf = None, env "STATECRAFT_TLS_KEY", unit "FILE", shown "none";
     /// Log format.
-    log_format: LogFormat = Some(LogFormat::Pretty), env "STATECRAFT_LOG_FORMAT", unit "FORMAT",
+    log_format: LogFormat = Some(LogFormat::Compact), env "STATECRAFT_LOG_FORMAT", unit "FORMAT",
         arg(value_enum);
     /// Log filter, e.g. info or statecraft_server=debug,info.
     log_level: String = Some("info".to_owned()), env "STATECRAFT_LOG_LEVEL", unit "FILTER";
@@ -757,7 +762,7 @@ mod tests {
         );
         assert_eq!(c.engine.block_timeout, Some(Duration::from_millis(5000)));
         assert_eq!(c.max_connections, 1024);
-        assert_eq!(c.log_format, LogFormat::Pretty);
+        assert_eq!(c.log_format, LogFormat::Compact);
         assert!(ServeConfig::ephemeral().validate().is_ok());
     }
 

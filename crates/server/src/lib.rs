@@ -36,6 +36,7 @@
 pub mod client;
 pub mod config;
 mod conn;
+mod dirlock;
 mod error;
 mod http;
 pub mod observe;

@@ -161,6 +161,12 @@ impl Server {
     /// Must be called inside a multi-thread Tokio runtime.
     pub async fn start(config: ServeConfig) -> Result<RunningServer, ServerError> {
         config.validate()?;
+        // The data directory first: a second server on it, or one it cannot
+        // write, fails here, before anything listens.
+        let dir_lock = match &config.engine.data_dir {
+            Some(dir) => Some(crate::dirlock::claim(dir)?),
+            None => None,
+        };
         let http_listener =
             std::net::TcpListener::bind(config.http).map_err(|source| ServerError::Bind {
                 what: "http",
@@ -306,6 +312,7 @@ impl Server {
             opener,
             tasks: vec![http_task, tcp_task, sampler],
             failures: fail_rx,
+            _dir_lock: dir_lock,
         })
     }
 }
@@ -326,6 +333,9 @@ pub struct RunningServer {
     tasks: Vec<JoinHandle<()>>,
     /// Failures of the front ends or the opener (senders: those tasks).
     failures: mpsc::Receiver<ServerError>,
+    /// The claim on the data directory; released when the server is gone
+    /// (after shutdown has closed the store).
+    _dir_lock: Option<crate::dirlock::DataDirLock>,
 }
 
 impl RunningServer {

@@ -1,7 +1,7 @@
 //! `statecraft load`: the load generator of BENCH.md's contract.
 //!
 //! ```text
-//! statecraft load --target tcp://HOST:PORT|http://HOST:PORT|redis://HOST:PORT
+//! statecraft load --target tcp://HOST:PORT|http://HOST:PORT|redis://HOST:PORT|nats://HOST:PORT
 //!   --events N --keys K --dist uniform|zipf [--zipf-s 0.99] --op incr|set|merge|incr=80,set=20
 //!   --batch B --connections C [--rate R] --ack durable|applied|none [--json] [--token T]
 //! ```
@@ -58,9 +58,17 @@ use recorder::{LoadReport, Recorder};
 /// Arguments of `statecraft load`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
-    /// tcp://HOST:PORT (binary frames), http://HOST:PORT (NDJSON), or
-    /// redis://HOST:PORT (a Redis peer, pipelined RESP).
-    #[arg(long, value_name = "URL")]
+    /// tcp://HOST:PORT (binary frames), http://HOST:PORT (NDJSON),
+    /// redis://HOST:PORT (a Redis peer, pipelined RESP), or
+    /// nats://HOST:PORT (a cluster's stream, published with the cluster
+    /// producer; the cluster must exist). Also `--server`,
+    /// and STATECRAFT_SERVER like every client command.
+    #[arg(
+        long,
+        visible_alias = "server",
+        env = "STATECRAFT_SERVER",
+        value_name = "URL"
+    )]
     pub target: String,
     /// Events to send in all.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]

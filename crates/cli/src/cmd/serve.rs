@@ -25,17 +25,47 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(serve(config))
 }
 
+/// Logging to stderr: colour only on a terminal, no source paths (neither
+/// ours nor our dependencies'), and the storage engine's own chatter
+/// (fjall, lsm-tree) at WARN unless the filter names those crates.
 fn init_tracing(config: &ServeConfig) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+    use std::io::IsTerminal as _;
+    let spec = log_filter(&config.log_level);
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec)
         .with_context(|| format!("invalid --log-level `{}`", config.log_level))?;
+    let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_file(false)
+        .with_line_number(false);
     let installed = match config.log_format {
+        LogFormat::Compact => builder.compact().try_init(),
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Pretty => builder.pretty().try_init(),
+        LogFormat::Pretty => builder
+            .pretty()
+            .with_file(false)
+            .with_line_number(false)
+            .try_init(),
     };
     installed.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+/// The log filter: `level` as given, plus `fjall=warn,lsm_tree=warn` unless
+/// it already says something about those crates.
+fn log_filter(level: &str) -> String {
+    let mut spec = level.trim().to_owned();
+    for noisy in ["fjall", "lsm_tree"] {
+        if !spec.contains(noisy) {
+            if !spec.is_empty() {
+                spec.push(',');
+            }
+            spec.push_str(noisy);
+            spec.push_str("=warn");
+        }
+    }
+    spec
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
@@ -79,4 +109,19 @@ async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
     running.shutdown().await?;
     tracing::info!("shutdown complete");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn storage_chatter_is_quiet_unless_asked_for() {
+        assert_eq!(log_filter("info"), "info,fjall=warn,lsm_tree=warn");
+        assert_eq!(
+            log_filter("debug,fjall=debug"),
+            "debug,fjall=debug,lsm_tree=warn"
+        );
+        assert_eq!(log_filter(""), "fjall=warn,lsm_tree=warn");
+    }
 }

@@ -13,6 +13,7 @@
 //! - After the stop signal the listener accepts nothing, SSE streams end,
 //!   and in-flight requests get `shutdown_grace` to finish.
 
+mod admin;
 mod events;
 mod state;
 mod watch;
@@ -49,6 +50,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(state::get_key).delete(state::delete_key),
         )
         .route("/v1/watch", get(watch::watch))
+        .route("/v1/admin/backup", post(admin::backup))
+        // `{*key}` needs at least one character: an empty key is its own
+        // route, answered 400 as docs/http-api.md says (not 404).
+        .route("/v1/state/", get(empty_key).delete(empty_key))
         .route("/readyz", get(readyz))
         .merge(crate::observe::routes())
         .fallback(not_found)
@@ -234,6 +239,10 @@ async fn readyz(State(shared): State<AppState>) -> Response {
         None => json!({ "status": status }),
     };
     (code, axum::Json(body)).into_response()
+}
+
+async fn empty_key() -> Problem {
+    Problem::bad_request("invalid-key", "the key is empty")
 }
 
 async fn not_found(req: Request) -> Problem {
