@@ -29,7 +29,7 @@
 //! - Entries of a batch are written before its marker move, so a marker
 //!   never covers a missing entry.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
@@ -63,6 +63,11 @@ pub(crate) struct Entry {
     pub exp: Option<u64>,
     /// The stream sequence this state is exact at.
     pub seq: u64,
+    /// The idempotency ids of the events applied to this key that are still
+    /// inside the dedup window: id → expiry (ms since the epoch). Part of the
+    /// key's committed state, so they move and roll back with it.
+    #[serde(default, rename = "i", skip_serializing_if = "BTreeMap::is_empty")]
+    pub ids: BTreeMap<String, u64>,
 }
 
 /// The commit marker of a partition.
@@ -394,11 +399,19 @@ mod tests {
             upd: 10,
             exp: None,
             seq: 42,
+            ids: BTreeMap::new(),
         };
         let text = serde_json::to_string(&e).expect("ser");
         assert_eq!(text, r#"{"v":3,"ver":3,"upd":10,"seq":42}"#);
         assert_eq!(serde_json::from_str::<Entry>(&text).expect("de"), e);
         let gone: Entry = serde_json::from_str(r#"{"d":true,"seq":7}"#).expect("de");
-        assert!(gone.d && gone.v.is_null());
+        assert!(gone.d && gone.v.is_null() && gone.ids.is_empty());
+        let with_ids = Entry {
+            ids: BTreeMap::from([("e1".to_owned(), 99)]),
+            ..e
+        };
+        let text = serde_json::to_string(&with_ids).expect("ser");
+        assert_eq!(text, r#"{"v":3,"ver":3,"upd":10,"seq":42,"i":{"e1":99}}"#);
+        assert_eq!(serde_json::from_str::<Entry>(&text).expect("de"), with_ids);
     }
 }

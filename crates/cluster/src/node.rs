@@ -125,6 +125,7 @@ pub(crate) struct Counters {
     pub consumed: AtomicU64,
     pub skipped_redelivered: AtomicU64,
     pub skipped_in_changelog: AtomicU64,
+    pub duplicate_ids: AtomicU64,
     pub batches: AtomicU64,
     pub changelog_written: AtomicU64,
     pub changelog_superseded: AtomicU64,

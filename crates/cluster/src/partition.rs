@@ -8,24 +8,39 @@
 //! 2. Drop redeliveries at or below the highest sequence already committed
 //!    (`high`), and events already inside a changelog entry (the catch-up
 //!    filter, see [`crate::changelog`]).
-//! 3. `enqueue_sourced(.., "nats/<p>@<epoch>", sequences)` with
+//! 3. Idempotency ids are the partition's, not the engine's: an event whose
+//!    (key, id) is in the partition's committed ids (read from the
+//!    changelog at acquisition, grown by each commit) or was applied earlier
+//!    in this batch is answered `duplicate` and not applied; the others go
+//!    to the engine *without* their id (the engine's own id memory, which
+//!    may hold ids of batches that were never committed, is never asked),
+//!    with `enqueue_sourced(.., "nats/<p>@<epoch>", sequences)` and
 //!    `AckMode::Durable`: the engine stores, in the same log record as the
 //!    state, the highest sequence applied per (source, shard) and answers
 //!    `duplicate` for one at or below it — exactly-once effects locally,
-//!    even when NATS redelivers. `overloaded` events are resubmitted (no
-//!    later event of this source can have reached their shard: one batch is
-//!    in flight per partition).
+//!    even when NATS redelivers. The source name carries the epoch, so
+//!    positions stored by an earlier ownership (of this node or another
+//!    process on its data dir) are never compared. `overloaded` events are
+//!    resubmitted (no later event of this source can have reached their
+//!    shard: one batch is in flight per partition). A batch in which one
+//!    (key, id) appears twice is applied in segments split before the
+//!    repeat, so the second sees whether the first applied.
 //! 4. Check the lease is still ours (refuse to commit otherwise).
-//! 5. Write the after-image of every touched key to the changelog, then move
-//!    the commit marker (revision-checked: the fence).
+//! 5. Write the after-image of every touched key — its state *and* its
+//!    unexpired ids — to the changelog, then move the commit marker
+//!    (revision-checked: the fence).
 //! 6. Answer `ack=applied` producers, then acknowledge the batch to NATS
 //!    (`AckAll` on its last message).
 //!
-//! Invariant: nothing is acknowledged to NATS, and the marker never moves,
+//! Invariants: nothing is acknowledged to NATS, and the marker never moves,
 //! for a batch whose effects are not durable in the local engine and whose
-//! entries are not in the changelog.
+//! entries are not in the changelog. The partition's state as this node
+//! serves it — keys, ids, positions — is the changelog's plus this epoch's
+//! committed batches: nothing a crashed process applied but did not commit
+//! survives an acquisition (keys are reset by `rebuild_local`, ids are
+//! never taken from the engine, positions are scoped to the epoch).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -56,6 +71,54 @@ struct Owned {
     /// Keys whose entry is ahead of the marker: events ≤ the entry's seq
     /// are already in it. Emptied once `high` passes them all.
     catch_up: HashMap<String, u64>,
+    /// Committed idempotency ids of the partition: key → id → expiry (ms
+    /// since the epoch). Read from the changelog, grown by each commit.
+    ids: HashMap<String, BTreeMap<String, u64>>,
+}
+
+/// Most ids a key's changelog entry remembers (the most recent ones): the
+/// entry is rewritten whole at every batch that touches the key, so this
+/// bounds its size. A key receiving more distinct ids than this inside the
+/// dedup window forgets the oldest early (as the engine's own count bound).
+pub(crate) const MAX_IDS_PER_KEY: usize = 1_000;
+
+impl Owned {
+    /// Is (key, id) a committed id of the partition that has not expired?
+    fn knows(&self, key: &str, id: &str, now_ms: u64) -> bool {
+        self.ids
+            .get(key)
+            .and_then(|ids| ids.get(id))
+            .is_some_and(|&exp| exp > now_ms)
+    }
+}
+
+/// The ids an entry of `key` carries: the committed ones and this batch's,
+/// without the expired ones, at most [`MAX_IDS_PER_KEY`] (the latest expiries).
+fn merged_ids(
+    committed: Option<&BTreeMap<String, u64>>,
+    batch: Option<&BTreeMap<String, u64>>,
+    now_ms: u64,
+) -> BTreeMap<String, u64> {
+    let mut ids: BTreeMap<String, u64> = committed
+        .into_iter()
+        .chain(batch)
+        .flatten()
+        .filter(|(_, exp)| **exp > now_ms)
+        .map(|(id, exp)| (id.clone(), *exp))
+        .collect();
+    if ids.len() > MAX_IDS_PER_KEY {
+        let mut by_expiry: Vec<u64> = ids.values().copied().collect();
+        by_expiry.sort_unstable();
+        let cut = by_expiry[ids.len() - MAX_IDS_PER_KEY];
+        ids.retain(|_, exp| *exp >= cut);
+        while ids.len() > MAX_IDS_PER_KEY {
+            let Some(first) = ids.iter().find(|(_, e)| **e == cut).map(|(k, _)| k.clone()) else {
+                break;
+            };
+            ids.remove(&first);
+        }
+    }
+    ids
 }
 
 /// Runs partition `control.p` on `node` until released, fenced, lost or
@@ -100,9 +163,15 @@ async fn acquire(node: &Node, p: u32) -> Result<Owned, ClusterError> {
     Counters::add(&node.counters.keys_restored, restored);
     let mut revs = HashMap::with_capacity(snapshot.entries.len());
     let mut catch_up = HashMap::new();
+    let mut ids = HashMap::new();
+    let now = crate::node::unix_ms();
     for (key, (entry, rev)) in snapshot.entries {
         if entry.seq > applied {
             catch_up.insert(key.clone(), entry.seq);
+        }
+        let live = merged_ids(Some(&entry.ids), None, now);
+        if !live.is_empty() {
+            ids.insert(key.clone(), live);
         }
         revs.insert(key, rev);
     }
@@ -122,6 +191,7 @@ async fn acquire(node: &Node, p: u32) -> Result<Owned, ClusterError> {
         marker_rev: epoch,
         revs,
         catch_up,
+        ids,
     })
 }
 
@@ -342,11 +412,14 @@ async fn process(
         reply_to.push(reply);
     }
     Counters::add(&c.consumed, batch.len() as u64);
-    let results = apply(node, p, &owned.source, &items, &positions).await?;
+    let now = crate::node::unix_ms();
+    let window = node.engine.config().dedup_window.as_millis() as u64;
+    let (results, batch_ids) = apply_batch(node, owned, &items, &positions, now, window).await?;
     // Keys whose state may have changed (applied, or applied before and
-    // redelivered): their after-images go to the changelog.
+    // redelivered), and keys that got new ids: their after-images go to the
+    // changelog.
     let keys: Vec<String> = {
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         items
             .iter()
             .zip(&results)
@@ -386,6 +459,7 @@ async fn process(
                 upd: r.updated_at,
                 exp: r.expires_at,
                 seq: high,
+                ids: merged_ids(owned.ids.get(&key), batch_ids.get(&key), now),
             },
             None => Entry {
                 v: serde_json::Value::Null,
@@ -394,6 +468,7 @@ async fn process(
                 upd: crate::node::unix_ms(),
                 exp: None,
                 seq: high,
+                ids: merged_ids(owned.ids.get(&key), batch_ids.get(&key), now),
             },
         };
         entries.push((key, entry));
@@ -424,6 +499,11 @@ async fn process(
         }
     }
     owned.high = high;
+    // The batch's ids are committed now (they are in the entries).
+    for (key, ids) in batch_ids {
+        let merged = merged_ids(owned.ids.get(&key), Some(&ids), now);
+        owned.ids.insert(key, merged);
+    }
     if !owned.catch_up.is_empty() {
         owned.catch_up.retain(|_, s| *s > high);
     }
@@ -446,7 +526,80 @@ fn engine_exit(p: u32, e: &EngineError) -> PartitionExit {
     }
 }
 
-/// Step 3: applies durably, resubmitting `overloaded` events.
+/// Step 3: the partition's id check, then the engine. Returns one result
+/// per item and the ids this batch applied (key → id → expiry).
+#[allow(clippy::type_complexity)]
+async fn apply_batch(
+    node: &Node,
+    owned: &Owned,
+    items: &[Result<Event, Rejection>],
+    positions: &[u64],
+    now: u64,
+    window_ms: u64,
+) -> Result<(Vec<EventResult>, HashMap<String, BTreeMap<String, u64>>), PartitionExit> {
+    let c = &node.counters;
+    let expires = now.saturating_add(window_ms);
+    let mut results: Vec<Option<EventResult>> = vec![None; items.len()];
+    let mut batch_ids: HashMap<String, BTreeMap<String, u64>> = HashMap::new();
+    let mut start = 0;
+    while start < items.len() {
+        // A segment holds each (key, id) at most once.
+        let mut end = start;
+        {
+            let mut in_segment: HashSet<(&str, &str)> = HashSet::new();
+            while end < items.len() {
+                if let Ok(ev) = &items[end]
+                    && let Some(id) = &ev.id
+                    && !in_segment.insert((ev.key.as_str(), id.as_str()))
+                {
+                    break;
+                }
+                end += 1;
+            }
+        }
+        let mut indices = Vec::with_capacity(end - start);
+        let mut submit = Vec::with_capacity(end - start);
+        let mut sub_positions = Vec::with_capacity(end - start);
+        for i in start..end {
+            if let Ok(ev) = &items[i]
+                && let Some(id) = &ev.id
+                && (owned.knows(&ev.key, id, now)
+                    || batch_ids.get(&ev.key).is_some_and(|m| m.contains_key(id)))
+            {
+                Counters::add(&c.duplicate_ids, 1);
+                results[i] = Some(EventResult::Duplicate);
+                continue;
+            }
+            indices.push(i);
+            submit.push(items[i].clone().map(|mut e| {
+                e.id = None;
+                e
+            }));
+            sub_positions.push(positions[i]);
+        }
+        let got = apply(node, owned.p, &owned.source, &submit, &sub_positions).await?;
+        for (i, r) in indices.into_iter().zip(got) {
+            if let EventResult::Applied { .. } = r
+                && let Ok(ev) = &items[i]
+                && let Some(id) = &ev.id
+            {
+                batch_ids
+                    .entry(ev.key.clone())
+                    .or_default()
+                    .insert(id.clone(), expires);
+            }
+            results[i] = Some(r);
+        }
+        start = end;
+    }
+    let results = results
+        .into_iter()
+        .map(|r| r.unwrap_or(EventResult::Overloaded))
+        .collect();
+    Ok((results, batch_ids))
+}
+
+/// Applies durably, resubmitting `overloaded` events.
 async fn apply(
     node: &Node,
     p: u32,

@@ -38,6 +38,9 @@ pub struct ClusterStats {
     pub skipped_redelivered: u64,
     /// Events already inside a changelog entry at takeover, skipped.
     pub skipped_in_changelog: u64,
+    /// Events whose (key, id) the partition had committed already: answered
+    /// `duplicate`, not applied.
+    pub duplicate_ids: u64,
     /// Batches committed (changelog + marker + ack).
     pub batches: u64,
     /// Changelog entries written.
@@ -95,6 +98,7 @@ impl ClusterStats {
             consumed: l(&c.consumed),
             skipped_redelivered: l(&c.skipped_redelivered),
             skipped_in_changelog: l(&c.skipped_in_changelog),
+            duplicate_ids: l(&c.duplicate_ids),
             batches: l(&c.batches),
             changelog_written: l(&c.changelog_written),
             changelog_superseded: l(&c.changelog_superseded),

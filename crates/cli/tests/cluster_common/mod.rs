@@ -49,9 +49,28 @@ fn nats_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Lowest and highest port the tests pick from: below Linux's ephemeral
+/// range (32768-60999), so the kernel does not hand the port to an
+/// outgoing connection between our probe and the server's bind.
+pub const TEST_PORTS: (u16, u16) = (20_000, 32_000);
+
+/// A free loopback port in [`TEST_PORTS`], probed from a per-process start.
 fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    let seed = u64::from(std::process::id()) * 7_919 + nanos;
+    let span = u64::from(TEST_PORTS.1 - TEST_PORTS.0);
+    for _ in 0..1_000 {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = TEST_PORTS.0 + ((seed + i * 104_729) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}");
 }
 
 /// Starts a private server, or `None` (after printing why) when the binary
@@ -116,10 +135,21 @@ impl Drop for Node {
 /// Starts node `id` on `data_dir`; returns once it printed `ready` (it has
 /// joined the cluster; its partitions come a tick or two later).
 pub fn start_node(nats: &str, id: &str, data_dir: &Path, extra: &[&str]) -> Node {
+    start_node_with(nats, id, data_dir, PARTITIONS, extra)
+}
+
+/// [`start_node`] with another partition count.
+pub fn start_node_with(
+    nats: &str,
+    id: &str,
+    data_dir: &Path,
+    partitions: u32,
+    extra: &[&str],
+) -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_statecraft"))
         .args(["serve", "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
         .args(["--shards", "2", "--nats", nats, "--node-id", id])
-        .args(["--partitions", &PARTITIONS.to_string()])
+        .args(["--partitions", &partitions.to_string()])
         .args(["--lease-ttl-ms", &TTL.as_millis().to_string()])
         .arg("--data-dir")
         .arg(data_dir)
@@ -319,4 +349,91 @@ pub async fn total(http: &reqwest::Client, nodes: &[&Node], field: &str) -> u64 
         t += stats(http, n).await[field].as_u64().unwrap_or(0);
     }
     t
+}
+
+/// Like [`workload`], over keys `<prefix>:<k>`, with ids (`<prefix>-<i>`)
+/// or without.
+pub fn workload_named(
+    prefix: &str,
+    n: usize,
+    keys: usize,
+    ids: bool,
+) -> (Vec<Event>, HashMap<String, i64>) {
+    let mut expected: HashMap<String, i64> = HashMap::new();
+    let events = (0..n)
+        .map(|i| {
+            let key = format!("{prefix}:{}", (i * 7919) % keys);
+            *expected.entry(key.clone()).or_default() += 1;
+            let e = Event::incr(key, 1);
+            if ids {
+                e.with_id(format!("{prefix}-{i}"))
+            } else {
+                e
+            }
+        })
+        .collect();
+    (events, expected)
+}
+
+/// Publishes `events` in calls of `chunk` with `ack`; returns how many
+/// results of each kind came back (`applied`, `accepted`, `duplicate`,
+/// `other`). A publish call that fails outright panics.
+pub async fn publish_counting(
+    producer: &Producer,
+    events: &[Event],
+    chunk: usize,
+    ack: AckMode,
+) -> [u64; 4] {
+    let mut counts = [0u64; 4];
+    for part in events.chunks(chunk) {
+        let results = producer
+            .publish_events(part.to_vec(), ack)
+            .await
+            .expect("publish");
+        for r in &results {
+            let slot = match r {
+                EventResult::Applied { .. } => 0,
+                EventResult::Accepted => 1,
+                EventResult::Duplicate => 2,
+                _ => {
+                    eprintln!("unexpected result {r:?}");
+                    3
+                }
+            };
+            counts[slot] += 1;
+        }
+    }
+    counts
+}
+
+/// Waits until the nodes serve all `partitions` between them with shares
+/// that differ by at most one; returns the shares.
+pub async fn wait_shares_within_one(
+    http: &reqwest::Client,
+    nodes: &[&Node],
+    partitions: u32,
+    within: Duration,
+) -> Vec<usize> {
+    let began = Instant::now();
+    loop {
+        let mut all = Vec::new();
+        let mut shares = Vec::new();
+        for n in nodes {
+            let s = serving(http, n).await;
+            shares.push(s.len());
+            all.extend(s);
+        }
+        all.sort_unstable();
+        all.dedup();
+        let spread = shares.iter().max().unwrap_or(&0) - shares.iter().min().unwrap_or(&0);
+        if all.len() == partitions as usize && spread <= 1 {
+            return shares;
+        }
+        assert!(
+            began.elapsed() < within,
+            "shares {shares:?} (serving {} of {partitions}) not within one of each other after {within:?}",
+            all.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
