@@ -805,3 +805,128 @@ async fn del_and_multi_get_and_info_and_load_from_the_environment() {
     .expect("join");
     ok(&out);
 }
+
+/// Runs `statecraft serve` to its end (it is expected to fail at start):
+/// (exit code, stdout, stderr).
+fn serve_fails(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_statecraft"))
+        .arg("serve")
+        .args(args)
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn start_failures_happen_before_listening_and_say_what_and_who() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let first = serve(Some(&data), &[]);
+    let pid = first.child.id();
+    let dir = data.display().to_string();
+
+    // A second server on the same data dir: fails before "listening" and
+    // names the directory and the holder.
+    let (code, stdout, stderr) = serve_fails(&[
+        "--http",
+        "127.0.0.1:0",
+        "--tcp",
+        "127.0.0.1:0",
+        "--data-dir",
+        &dir,
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(!stdout.contains("listening"), "{stdout}");
+    assert!(stderr.contains(&dir), "{stderr}");
+    assert!(stderr.contains(&format!("pid={pid}")), "{stderr}");
+
+    // A port in use: the OS error once, not twice.
+    let other = tmp.path().join("other");
+    let (code, _, stderr) = serve_fails(&[
+        "--http",
+        &first.http.to_string(),
+        "--tcp",
+        "127.0.0.1:0",
+        "--data-dir",
+        &other.display().to_string(),
+    ]);
+    assert_ne!(code, Some(0));
+    assert_eq!(stderr.matches("os error 98").count(), 1, "{stderr}");
+    drop(first);
+
+    // A data dir that cannot be created is named.
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").expect("write");
+    let bad = file.join("data").display().to_string();
+    let (code, stdout, stderr) = serve_fails(&["--data-dir", &bad]);
+    assert_ne!(code, Some(0));
+    assert!(!stdout.contains("listening"), "{stdout}");
+    assert!(stderr.contains(&bad), "{stderr}");
+}
+
+#[test]
+fn default_logs_are_one_plain_line_per_entry_without_storage_chatter() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statecraft"))
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--tcp",
+            "127.0.0.1:0",
+            "--shards",
+            "2",
+        ])
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .env_remove("STATECRAFT_LOG_FORMAT")
+        .env_remove("STATECRAFT_LOG_LEVEL")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l == "statecraft: ready");
+    assert!(ready);
+    // SIGTERM: a clean shutdown logs a few more lines, then the pipe closes.
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) on the child this test spawned.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().expect("exits");
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(lines.len() >= 3, "{logs}");
+    assert!(!logs.contains('\u{1b}'), "ANSI escapes on a pipe:\n{logs}");
+    assert!(!logs.contains(".rs:"), "source paths in the logs:\n{logs}");
+    assert!(
+        !logs.contains("/.cargo/"),
+        "dependency paths in the logs:\n{logs}"
+    );
+    // Compact: every entry is one line that starts with its timestamp and
+    // level (no continuation lines).
+    for l in &lines {
+        let level = l.split_whitespace().nth(1).unwrap_or("");
+        assert!(
+            ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level),
+            "not a one-line entry: {l:?}\n{logs}"
+        );
+        assert!(
+            !(l.contains(" INFO ") && (l.contains("fjall") || l.contains("lsm_tree"))),
+            "storage chatter at INFO: {l}"
+        );
+    }
+    assert!(
+        logs.contains("listening") && logs.contains("engine ready"),
+        "{logs}"
+    );
+}
