@@ -73,3 +73,21 @@ def test_decode_ack_matches_reference() -> None:
 def test_malformed_ack_is_a_protocol_error(body: bytes) -> None:
     with pytest.raises(_codec.ProtocolError):
         _codec.decode_ack(body)
+
+
+def test_problem_mapping() -> None:
+    from statecraft.client import problem_error
+    body = (b'{"type":"/problems/overloaded","title":"Overloaded","status":429,'
+            b'"detail":"every event was refused","code":"overloaded",'
+            b'"results":[{"status":"overloaded"},{"status":"overloaded"}]}')
+    e = problem_error(429, body, {"retry-after": "2"})
+    assert isinstance(e, sc.OverloadedError) and e.retry_after == 2.0
+    assert e.results == [sc.Overloaded(), sc.Overloaded()] and e.code == "overloaded"
+    e = problem_error(503, body.replace(b"429", b"503"), {"retry-after": "1"})
+    assert isinstance(e, sc.OverloadedError) and e.retry_after == 1.0
+    assert isinstance(problem_error(401, b"{}", {}), sc.Unauthorized)
+    e = problem_error(503, b'{"type":"/problems/not-ready","code":"not-ready"}', {})
+    assert isinstance(e, sc.Unavailable)
+    e = problem_error(400, b'{"type":"/problems/invalid-query","code":"invalid-query","detail":"x"}', {})
+    assert isinstance(e, sc.ServerError) and e.code == "invalid-query" and e.status == 400
+    assert isinstance(problem_error(500, b"not json", {}), sc.ServerError)
