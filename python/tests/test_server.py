@@ -132,6 +132,79 @@ def test_https_reads(make_server, tmp_path: Path) -> None:
             c.get("tls")
 
 
+def make_cert(tmp_path: Path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", str(key), "-out", str(cert), "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"openssl cannot make a certificate: {r.stderr[-200:]!r}")
+    return cert, key
+
+
+def test_tls_tcp_through_a_terminator(shared_server: Server, tmp_path: Path) -> None:
+    """The TCP ingest behind a TLS terminator (statecraft serve has TLS on
+    HTTP only): the client's non-blocking TLS send/receive loop, sync and
+    async, pipelining past the window."""
+    from conftest import free_port
+    cert, key = make_cert(tmp_path)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(str(cert), str(key))
+    port = free_port()
+    up_host, up_port = shared_server.tcp.split(":")
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda _loop, _ctx: None)  # refused handshakes are expected
+    started = threading.Event()
+    stop: List[asyncio.Future] = []
+
+    async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                data = await r.read(65536)
+                if not data:
+                    break
+                w.write(data)
+                await w.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            w.close()
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        ur, uw = await asyncio.open_connection(up_host, int(up_port))
+        await asyncio.gather(pipe(r, uw), pipe(ur, w))
+
+    async def serve() -> None:
+        srv = await asyncio.start_server(handle, "127.0.0.1", port, ssl=server_ctx)
+        stop.append(loop.create_future())
+        started.set()
+        async with srv:
+            await stop[0]
+
+    t = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
+    t.start()
+    started.wait(10)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    key_ = k()
+    with sc.Client(f"127.0.0.1:{port}", shared_server.http, tls=client_ctx, batch=10) as c:
+        res = c.send([{"key": key_, "op": "incr", "value": 1}] * 3000, ack="applied")
+        assert [r.version for r in res] == list(range(1, 3001))
+
+    async def run() -> None:
+        async with sc.AsyncClient(f"127.0.0.1:{port}", shared_server.http, tls=client_ctx,
+                                  batch=10) as c:
+            res = await c.send([{"key": key_, "op": "incr", "value": 1}] * 1000, ack="applied")
+            assert [r.version for r in res] == list(range(3001, 4001))
+    asyncio.run(run())
+    # A client that does not trust the certificate refuses the connection.
+    with sc.Client(f"127.0.0.1:{port}", shared_server.http, tls=True, retry_for=0) as c:
+        with pytest.raises((sc.ConnectionLost, ssl.SSLError)):
+            c.send([{"key": key_, "op": "incr", "value": 1}])
+    loop.call_soon_threadsafe(stop[0].set_result, None)
+    t.join(10)
+
+
 # --- watch -------------------------------------------------------------------------
 
 
