@@ -416,3 +416,20 @@ def test_async_kill9_after_apply_before_ack_resends_with_the_same_ids(make_serve
     assert all(r.ok for r in res), res[:3]
     with s.client() as reader:
         assert counter_total(reader, prefix) == 300
+
+
+def test_async_watch_reconnects(make_server) -> None:
+    s = make_server("--shards", "1")
+
+    async def run() -> None:
+        async with s.aclient() as c:
+            async with c.watch("aw:") as w:
+                await c.incr("aw:1", ack="applied")
+                first = await asyncio.wait_for(w.__anext__(), 30)
+                assert (first.key, first.version) == ("aw:1", 1)
+                await asyncio.get_running_loop().run_in_executor(None, s.restart)
+                assert await asyncio.wait_for(w.__anext__(), 60) == sc.Lagged(None)
+                await c.incr("aw:2", ack="applied")
+                after = await asyncio.wait_for(w.__anext__(), 30)
+                assert after.key == "aw:2"
+    asyncio.run(run())
