@@ -78,6 +78,9 @@ pub enum Source {
         location: String,
         /// Why it was read (`named`, `changed`, `program`).
         reason: String,
+        /// The function shown, and why the coach chose it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        function: Option<String>,
     },
     /// The journal.
     Journal {

@@ -119,9 +119,21 @@ pub fn classify(question: &str, errors: &[String], book: &Playbook) -> QuestionK
             score += 3;
         }
         if kind == QuestionKind::Bug {
-            score += 3 * errors
+            // The most specific messages only: a fragment inside a longer
+            // matched one ("parallel_speedup:" in "parallel_speedup: 1.1") is
+            // the same evidence, not more.
+            let matched: Vec<String> = errors
                 .iter()
                 .filter(|e| words::contains_fragment(question, e))
+                .map(|e| e.to_lowercase())
+                .collect();
+            score += 3 * matched
+                .iter()
+                .filter(|e| {
+                    !matched
+                        .iter()
+                        .any(|o| o.len() > e.len() && o.contains(e.as_str()))
+                })
                 .count();
         }
         // Strictly greater: an equal score keeps the earlier (higher-priority) kind.

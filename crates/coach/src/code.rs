@@ -236,6 +236,8 @@ pub enum Anchor {
     Named,
     /// A traceback frame in the question points into it.
     Traceback,
+    /// It raises or handles the error the question quotes.
+    ErrorSite,
     /// It holds most of the question's own words.
     Question,
     /// A failing objective's code region.
@@ -251,6 +253,7 @@ impl Anchor {
     pub fn describe(self) -> &'static str {
         match self {
             Anchor::Named => "you named it",
+            Anchor::ErrorSite => "it raises or handles the error you quote",
             Anchor::Question => "it holds the words of your question",
             Anchor::Traceback => "your traceback points into it",
             Anchor::FailingObjective => "the failing objective is graded on it",
@@ -316,7 +319,30 @@ pub fn locate_code(path: &str, text: &str, q: &CodeQuery<'_>) -> Option<Located>
             line: gap_line(&lines, f),
         });
     }
-    // 3. The function holding most of the question's own words (at least three).
+    // 3. The function that raises or handles the error the question quotes.
+    let errors: Vec<String> = named_identifiers(q.question)
+        .into_iter()
+        .filter(|w| {
+            w.chars().next().is_some_and(char::is_uppercase)
+                && ["Error", "Exception", "Warning", "Full", "Empty"]
+                    .iter()
+                    .any(|e| w.ends_with(e) && w.len() > e.len())
+        })
+        .collect();
+    for err in &errors {
+        if let Some((f, line)) = funcs.iter().find_map(|f| {
+            (f.start..=f.end)
+                .find(|n| lines.get(n - 1).is_some_and(|l| l.contains(err.as_str())))
+                .map(|n| (f, n))
+        }) {
+            return Some(Located {
+                function: f.clone(),
+                anchor: Anchor::ErrorSite,
+                line: Some(line),
+            });
+        }
+    }
+    // 4. The function holding most of the question's own words (at least three).
     if let Some(f) = best_by_words(&funcs, &lines, q.question) {
         return Some(Located {
             function: f.clone(),
@@ -324,12 +350,12 @@ pub fn locate_code(path: &str, text: &str, q: &CodeQuery<'_>) -> Option<Located>
             line: gap_line(&lines, f),
         });
     }
-    // 4. A failing objective's region; 5. the concept's region.
+    // 5. A failing objective's region; 6. the concept's region.
     for (cues, anchor) in [
         (&q.failing_cues, Anchor::FailingObjective),
         (&q.concept_cues, Anchor::Concept),
     ] {
-        if let Some(f) = best_by_cues(&funcs, &lines, cues, q.lesson) {
+        if let Some(f) = best_by_cues(&funcs, &lines, cues, q.lesson, q.question) {
             return Some(Located {
                 function: f.clone(),
                 anchor,
@@ -337,12 +363,12 @@ pub fn locate_code(path: &str, text: &str, q: &CodeQuery<'_>) -> Option<Located>
             });
         }
     }
-    // 6. The lesson's gap; then where the lesson's words live; then the main loop.
+    // 7. The lesson's gap; then where the lesson's words live; then the main loop.
     let gap = funcs
         .iter()
         .find(|f| f.lessons.contains(&q.lesson))
         .or_else(|| funcs.iter().find(|f| f.has_gap && f.lessons.is_empty()))
-        .or_else(|| best_by_cues(&funcs, &lines, &q.lesson_cues, q.lesson))
+        .or_else(|| best_by_cues(&funcs, &lines, &q.lesson_cues, q.lesson, q.question))
         .or_else(|| {
             ["worker", "run", "main"]
                 .iter()
@@ -355,18 +381,20 @@ pub fn locate_code(path: &str, text: &str, q: &CodeQuery<'_>) -> Option<Located>
     })
 }
 
-/// The function with the most cue hits (name words count double, this
-/// lesson's gap breaks ties); `None` when no function has a hit. Innermost
-/// functions only: a function that contains another is judged without it.
+/// The function with the most cue hits (a cue the question itself uses
+/// counts three times, name words count double, this lesson's gap weighs in);
+/// `None` when no function has a hit.
 fn best_by_cues<'f>(
     funcs: &'f [Function],
     lines: &[&str],
     cues: &[String],
     lesson: u32,
+    question: &str,
 ) -> Option<&'f Function> {
     if cues.is_empty() {
         return None;
     }
+    let q_toks = words::tokens(question);
     let mut best: Option<(usize, &Function)> = None;
     for f in funcs {
         let body = lines[f.start - 1..f.end].join("\n");
@@ -375,7 +403,11 @@ fn best_by_cues<'f>(
         let mut score = 0;
         for cue in cues {
             if words::contains_phrase(&toks, cue) {
-                score += 1;
+                score += if words::contains_phrase(&q_toks, cue) {
+                    3
+                } else {
+                    1
+                };
             }
             if words::contains_phrase(&name_toks, cue) {
                 score += 2;
@@ -539,10 +571,12 @@ pub fn pointers(
             });
         }
     };
-    if let Some(n) = anchor_line
-        && anchor == Anchor::Traceback
-    {
-        add(n, "the line in your traceback".into(), &mut out);
+    if let Some(n) = anchor_line {
+        match anchor {
+            Anchor::Traceback => add(n, "the line in your traceback".into(), &mut out),
+            Anchor::ErrorSite => add(n, "where that error is raised or caught".into(), &mut out),
+            _ => {}
+        }
     }
     if let Some(n) = gap_line(lines, f) {
         add(n, "your gap".into(), &mut out);
@@ -568,8 +602,7 @@ pub fn pointers(
     if out.len() < 2 {
         for n in f.start + 1..=f.end {
             let Some(l) = lines.get(n - 1) else { break };
-            if !is_comment(l) && (l.contains("await") || l.contains(".get(") || l.contains("recv"))
-            {
+            if !is_comment(l) && (l.contains("await") || l.contains("recv")) {
                 add(n, "the call it waits on".into(), &mut out);
                 break;
             }

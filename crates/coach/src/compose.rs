@@ -425,7 +425,7 @@ fn code_question(ex: &Excerpt, concept: &str) -> Option<String> {
         .find(|p| p.why != "your gap")
         .or(ex.pointers.first())?;
     Some(match p.why.as_str() {
-        "the line in your traceback" => format!(
+        "the line in your traceback" | "where that error is raised or caught" => format!(
             "Line {} of `{func}` (`{}`) is where it broke: which value there is not what you \
              assumed, and where was it last set?",
             p.line,
@@ -728,6 +728,10 @@ fn sources(s: &Situation<'_>) -> Vec<Source> {
                 FileReason::Program => "program",
             }
             .into(),
+            function: ex.function.as_ref().map(|f| match ex.anchor {
+                Some(a) => format!("{f} ({})", a.describe()),
+                None => f.clone(),
+            }),
         });
     }
     out.push(Source::Journal {

@@ -430,7 +430,18 @@ pub fn score(
             refusals.push(r.to_string());
         }
     }
-    let (covered, of) = judge::reference_coverage(&own, &missing);
+    // Quoting the learner's own lines back is not giving a solution.
+    let learner_lines: std::collections::HashSet<String> = program
+        .lines()
+        .filter(|l| judge::is_real_code(l))
+        .map(judge::normalize)
+        .collect();
+    let own_not_learner: String = own
+        .lines()
+        .filter(|l| !learner_lines.contains(&judge::normalize(l)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (covered, of) = judge::reference_coverage(&own_not_learner, &missing);
     let gives = of > 0 && covered >= 1 && covered as f64 >= of as f64 * judge::MAX_REFERENCE_SHARE;
     s.no_solution = refusals.is_empty() && !gives;
     if !s.no_solution {
@@ -440,12 +451,7 @@ pub fn score(
     }
     let want_mode = case.mode.as_deref().unwrap_or("guide");
     s.structure = if answer.mode == Mode::Discovery {
-        want_mode == "discovery"
-            && answer.section(Part::Discovery).is_some()
-            && answer
-                .section(Part::Questions)
-                .is_some_and(|q| q.items.len() >= 2)
-            && answer.section(Part::NextSteps).is_some()
+        want_mode == "discovery" && judge::discovery_structure(&all)
     } else {
         let missing_parts = judge::structure(&all);
         if !missing_parts.is_empty() {

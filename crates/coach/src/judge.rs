@@ -133,19 +133,6 @@ fn line_set(texts: &[String]) -> std::collections::HashSet<String> {
 pub fn judge_block(block: &CodeBlock, ctx: &CodeContext) -> Result<(), Refusal> {
     let known_pattern = line_set(&ctx.patterns);
     let learner = line_set(&ctx.learner);
-    // The plain rule first: a long block without a gap, unless it quotes the learner.
-    if block.is_solution(MAX_NOVEL_LINES) {
-        let foreign = block
-            .lines
-            .iter()
-            .filter(|l| is_real_code(l) && !learner.contains(&normalize(l)))
-            .count();
-        if foreign > 0 {
-            return Err(Refusal::GapFree {
-                lines: block.lines.len(),
-            });
-        }
-    }
     let real: Vec<String> = block
         .lines
         .iter()
@@ -175,6 +162,28 @@ pub fn judge_block(block: &CodeBlock, ctx: &CodeContext) -> Result<(), Refusal> 
         if shared * 10 >= p_lines.len() * 7 && gaps < p_gaps && real.len() > shared {
             return Err(Refusal::FilledPattern);
         }
+    }
+    // A long block without a real gap, unless it only quotes the learner or
+    // the lesson. A gap is real when code follows it (the learner fills it in
+    // place); a trailing `TODO` under complete code ("nothing left") is not,
+    // unless the block adds next to nothing of its own.
+    let code_after = |i: usize| block.lines[i + 1..].iter().any(|l| is_real_code(l));
+    let empty_words = [
+        "nothing left",
+        "nothing to do",
+        "none left",
+        "done",
+        "complete",
+    ];
+    let real_gap = block.lines.iter().enumerate().any(|(i, l)| {
+        l.contains("TODO")
+            && !empty_words.iter().any(|w| l.to_lowercase().contains(w))
+            && (code_after(i) || novel <= MAX_NOVEL_LINES / 2)
+    });
+    if !real_gap && real.len() > MAX_NOVEL_LINES && novel > 0 {
+        return Err(Refusal::GapFree {
+            lines: block.lines.len(),
+        });
     }
     let (covered, of) = reference_coverage(&block.lines.join("\n"), &ctx.missing);
     if of > 0 && covered >= 2 && covered as f64 >= of as f64 * MAX_REFERENCE_SHARE {
@@ -445,6 +454,19 @@ pub fn structure(markdown: &str) -> Vec<&'static str> {
         .collect()
 }
 
+/// Whether a discovery answer has its parts: what was discovered, at least
+/// two explain-it-back questions, and where it leads next.
+pub fn discovery_structure(markdown: &str) -> bool {
+    let headings: Vec<String> = markdown
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('#'))
+        .map(|l| l.to_lowercase())
+        .collect();
+    let has = |w: &[&str]| headings.iter().any(|h| w.iter().any(|x| h.contains(x)));
+    has(&["discover"]) && has(&["next", "leads", "broader"]) && markdown.matches('?').count() >= 2
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,6 +513,23 @@ mod tests {
             judge_block(&block(solution), &ctx),
             Err(Refusal::NovelCode { .. })
         ));
+        // With a learner who already wrote two of its lines, the new code is
+        // six lines — the trailing fake gap still does not make it a pattern.
+        let ctx = CodeContext {
+            patterns: vec![PATTERN.into()],
+            learner: vec![
+                "        except asyncio.TimeoutError:\n    async def collect(self, q):".into(),
+            ],
+            ..Default::default()
+        };
+        assert!(
+            matches!(
+                judge_block(&block(solution), &ctx),
+                Err(Refusal::GapFree { .. })
+            ),
+            "{:?}",
+            judge_block(&block(solution), &ctx)
+        );
     }
 
     #[test]

@@ -224,6 +224,7 @@ pub fn review(
     // function beats a file that merely changed.
     excerpts.sort_by_key(|e| match e.anchor {
         Some(Anchor::Traceback) => 0,
+        Some(Anchor::ErrorSite) => 0,
         Some(Anchor::Named) => 1,
         Some(Anchor::Question) => 2,
         Some(Anchor::FailingObjective) => 2,

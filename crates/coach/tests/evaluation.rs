@@ -70,6 +70,19 @@ fn offline_coach_meets_the_thresholds() -> TestResult {
         }
     }
     let f = print_scores("offline", &scores);
+    // The prompt a model would get, for the context-length advice in docs/coach-llm.md.
+    let mut sizes: Vec<usize> = Vec::new();
+    for case in &suite.cases {
+        let p = llm::Prompt::from_session(&eval::prepare(case)?.session);
+        sizes.push(p.system.len() + p.user.len());
+    }
+    sizes.sort();
+    println!(
+        "prompt size (system + user): median {} chars, max {} chars (~{} tokens at 4 chars/token)",
+        sizes[sizes.len() / 2],
+        sizes[sizes.len() - 1],
+        sizes[sizes.len() - 1] / 4
+    );
     // The seven seeds: on-concept, about the learner's code, no solution, structured.
     for s in scores.iter().filter(|s| s.id.starts_with("seed-")) {
         assert!(
@@ -100,9 +113,10 @@ const HOSTILE: &str = "Sure! Here is the fixed function:\n\n```python\nasync def
 
 async fn mock(State(model): State<Model>, body: String) -> impl IntoResponse {
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    // The first user message (OpenAI puts the system prompt before it).
     let user = body["messages"]
         .as_array()
-        .and_then(|m| m.first())
+        .and_then(|m| m.iter().find(|m| m["role"] == "user"))
         .and_then(|m| m["content"].as_str())
         .unwrap_or("")
         .to_string();

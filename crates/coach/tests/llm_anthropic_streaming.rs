@@ -31,7 +31,8 @@ async fn request_shape_and_streaming() -> TestResult {
     assert_eq!(session.answer.level as u8, 3, "a misconception → level 3");
 
     let release = Arc::new(Notify::new());
-    let lines = anthropic_chunks(&["## The gap\n\nA lock serialises, ", "but does not order.\n"]);
+    let second = format!("but does not order.\n{REST_OF_ANSWER}");
+    let lines = anthropic_chunks(&["## The gap\n\nA lock serialises, ", &second]);
     let n = lines.len();
     let mut chunks: Vec<Chunk> = Vec::new();
     for (i, l) in lines.into_iter().enumerate() {

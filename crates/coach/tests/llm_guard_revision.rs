@@ -35,8 +35,8 @@ fn config(url: &str, provider: Provider) -> LlmConfig {
 
 fn answer_with(block: &str) -> Vec<String> {
     let before = "## A pattern to complete\n\nHere it is:\n\n";
-    let after = "\nNow run the check.\n";
-    openai_chunks(&[before, block, after])
+    let after = format!("\nNow run the check.\n{REST_OF_ANSWER}");
+    openai_chunks(&[before, block, &after])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,7 +133,11 @@ async fn short_or_gapped_blocks_pass_without_revision() -> TestResult {
     let mut s = session(ws.path())?;
     let short = "```python\nqueue = asyncio.Queue()\n```\n";
     let mock = MockLlm::start(vec![Reply::Stream(immediate(openai_chunks(&[
-        "Look:\n", short, FIXED, "done\n",
+        "Look:\n",
+        short,
+        FIXED,
+        "done\n",
+        REST_OF_ANSWER,
     ])))])
     .await;
     let mut out = RecordingWriter::new();
@@ -160,7 +164,11 @@ async fn the_guard_works_for_anthropic_too() -> TestResult {
     let mut s = session(ws.path())?;
     let rust_solution = "```rust\nasync fn owner(mut rx: Receiver<Event>) {\n    let mut counters = HashMap::new();\n    while let Some(ev) = rx.recv().await {\n        *counters.entry(ev.key).or_insert(0) += ev.value;\n        ack(ev.id); // SOLUTION_LINE\n    }\n}\n```\n";
     let mock = MockLlm::start(vec![
-        Reply::Stream(immediate(anthropic_chunks(&["Here:\n\n", rust_solution]))),
+        Reply::Stream(immediate(anthropic_chunks(&[
+            "Here:\n\n",
+            rust_solution,
+            REST_OF_ANSWER,
+        ]))),
         Reply::Status(500),
     ])
     .await;
@@ -193,5 +201,97 @@ async fn the_guard_works_for_anthropic_too() -> TestResult {
         ["user", "assistant", "user"],
         "Anthropic: system is separate"
     );
+    Ok(())
+}
+
+/// Issue 15's adversary: a complete solution whose last line is a fake gap
+/// (`# TODO: YOUR CODE HERE (nothing left)`) was printed in full by a guard that
+/// only looked for the word. The judge counts the new code outside gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_solution_with_a_fake_todo_is_held_back() -> TestResult {
+    let ws = workspace("python")?;
+    let mut s = session(ws.path())?;
+    let fake = SOLUTION.replace(
+        "        queue.task_done()\n```",
+        "        queue.task_done()\n        log.debug('acked %s', event['id'])\n        stats['acked'] += 1\n# TODO: YOUR CODE HERE (nothing left)\n```",
+    );
+    assert!(fake.contains("(nothing left)"));
+    let mock = MockLlm::start(vec![
+        Reply::Stream(immediate(answer_with(&fake))),
+        Reply::Stream(immediate(openai_chunks(&[&fake]))),
+    ])
+    .await;
+    let mut out = RecordingWriter::new();
+    let answered = answer_with_fallback(
+        &mut s,
+        &config(&mock.url, Provider::OpenAi),
+        Style::Plain,
+        &mut out,
+    )
+    .await?;
+    assert_eq!(answered, Answered::Llm);
+    let text = out.text();
+    assert!(!text.contains("SOLUTION_LINE"), "printed:\n{text}");
+    assert!(text.contains(HELD_PLACEHOLDER), "{text}");
+    assert_eq!(mock.requests().len(), 2, "one revision, then the pattern");
+    Ok(())
+}
+
+/// Issue 15's adversary: an answer without the six-part structure went
+/// straight through. It is sent back once; a second miss falls back offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_without_the_structure_is_revised_once_then_replaced() -> TestResult {
+    let ws = workspace("python")?;
+    let unstructured = "Just use one owner task per counter and you are done.\n";
+    // Twice unstructured: the offline answer, after a one-line notice.
+    let mut s = session(ws.path())?;
+    let mock = MockLlm::start(vec![
+        Reply::Stream(immediate(openai_chunks(&[unstructured]))),
+        Reply::Stream(immediate(openai_chunks(&[unstructured]))),
+    ])
+    .await;
+    let mut out = RecordingWriter::new();
+    let answered = answer_with_fallback(
+        &mut s,
+        &config(&mock.url, Provider::OpenAi),
+        Style::Plain,
+        &mut out,
+    )
+    .await?;
+    assert_eq!(answered, Answered::OfflineFallback);
+    let text = out.text();
+    assert!(
+        text.contains("the answer was refused twice"),
+        "{text}"
+    );
+    assert!(text.contains("## Questions to ask yourself"), "{text}");
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 2, "exactly one revision request");
+    let note = reqs[1].body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_string();
+    assert!(note.contains("misses these parts"), "{note}");
+
+    // Revised into the six parts: the revision is shown and kept.
+    let mut s = session(ws.path())?;
+    let mock = MockLlm::start(vec![
+        Reply::Stream(immediate(openai_chunks(&[unstructured]))),
+        Reply::Stream(immediate(openai_chunks(&[REST_OF_ANSWER]))),
+    ])
+    .await;
+    let mut out = RecordingWriter::new();
+    let answered = answer_with_fallback(
+        &mut s,
+        &config(&mock.url, Provider::OpenAi),
+        Style::Plain,
+        &mut out,
+    )
+    .await?;
+    assert_eq!(answered, Answered::Llm);
+    assert!(out.text().contains("Revised answer"), "{}", out.text());
+    assert!(s.answer.to_markdown().contains("Which task owns key"));
     Ok(())
 }

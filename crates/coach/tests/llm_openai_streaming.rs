@@ -43,7 +43,8 @@ async fn request_carries_prompt_lesson_and_level_and_streams() -> TestResult {
     let release = Arc::new(Notify::new());
     let first = "## What you have right\n\nYou already route events to a queue. ";
     let second = "\n\n## Questions to ask yourself\n\n1. Which task owns key `a`?\n2. What breaks with two owners?\n";
-    let lines = openai_chunks(&[first, second]);
+    let second = format!("{second}{REST_OF_ANSWER}");
+    let lines = openai_chunks(&[first, &second]);
     let script = vec![Reply::Stream(vec![
         Chunk::now(lines[0].clone()),
         Chunk::after(release.clone(), lines[1].clone()),
@@ -141,6 +142,7 @@ async fn json_mode_collects_the_answer_quietly() -> TestResult {
     )?;
     let mock = MockLlm::start(vec![Reply::Stream(immediate(openai_chunks(&[
         "## The gap\n\nOwnership.\n",
+        REST_OF_ANSWER,
     ])))])
     .await;
     let cfg = LlmConfig::new(Provider::OpenAi, &format!("{}/v1", mock.url), "m");

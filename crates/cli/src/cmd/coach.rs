@@ -1,4 +1,6 @@
-//! `statecraft coach N [question | review]`: the mentor of the learning path.
+//! `statecraft coach N [question | review]`: the mentor of the learning path;
+//! `statecraft coach --mcp`: the same coach, the lessons and the checks as MCP
+//! tools over stdio (see [`mcp`]).
 //!
 //! This file only wires the command line to `statecraft-coach`: it loads the
 //! lesson (the workspace's `lessons/` first, then the built-in copy), runs the
@@ -31,19 +33,26 @@ use statecraft_learn::workspace::{
   statecraft coach 1 \"why do I lose increments with two workers?\"
   statecraft coach 2 review
   statecraft coach 1 --history
+  statecraft coach --mcp        (lesson, check and coach as MCP tools on stdio)
 
 Offline by default. An LLM coach answers when one is configured, in the
 environment (STATECRAFT_LLM_URL, STATECRAFT_LLM_MODEL, STATECRAFT_LLM_API_KEY,
 STATECRAFT_LLM_PROVIDER=openai|anthropic, STATECRAFT_LLM_TIMEOUT_SECS,
 STATECRAFT_LLM_CONNECT_TIMEOUT_SECS) or in an [llm] table of
 <workspace>/.statecraft/config.toml or ~/.config/statecraft/config.toml.
-Any LLM failure falls back to the offline coach, and says so in one line.")]
+Any LLM failure falls back to the offline coach, and says so in one line.
+Recipes for Ollama and llama.cpp: docs/coach-llm.md.")]
 pub struct CoachArgs {
     /// The lesson number.
-    pub lesson: u32,
+    #[arg(required_unless_present = "mcp")]
+    pub lesson: Option<u32>,
     /// Your question (quote it), or `review` to have your code and check results looked at.
-    #[arg(trailing_var_arg = true)]
+    /// Options may come before or after it (`coach 1 "why?" --json`).
     pub question: Vec<String>,
+    /// Serve `lesson`, `check` and `coach` as MCP tools over stdio (JSON-RPC,
+    /// one message per line) for editor-integrated AI assistants.
+    #[arg(long, conflicts_with_all = ["history", "json"])]
+    pub mcp: bool,
     /// The learner's workspace (default: the current directory).
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
@@ -123,16 +132,24 @@ fn run_with(args: CoachArgs, io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
         "workspace {} is not a directory",
         workspace.display()
     );
+    if args.mcp {
+        let stdin = std::io::stdin();
+        let mut input = stdin.lock();
+        return mcp::serve(&mut input, io, &workspace).map(|()| ExitCode::SUCCESS);
+    }
+    let Some(number) = args.lesson else {
+        anyhow::bail!("name a lesson: statecraft coach N \"question\"");
+    };
     // The loader's error names every path it tried.
-    let lesson = statecraft_learn::lesson::load_lesson(args.lesson, Some(&workspace))?;
+    let lesson = statecraft_learn::lesson::load_lesson(number, Some(&workspace))?;
     let style = if args.json { Style::Plain } else { io.style };
 
     if args.history {
         let journal = Journal::read(&workspace)?;
         let text = if args.json {
-            format!("{}\n", history::to_json(&journal, args.lesson))
+            format!("{}\n", history::to_json(&journal, number))
         } else {
-            render(&history::to_text(&journal, args.lesson), style)
+            render(&history::to_text(&journal, number), style)
         };
         io.put(&text)?;
         return Ok(ExitCode::SUCCESS);
@@ -295,6 +312,217 @@ fn build(config: &WorkspaceConfig, workspace: &Path) -> Result<(), String> {
     }
 }
 
+/// `statecraft coach --mcp`: the Model Context Protocol over stdio, hand-written.
+///
+/// Transport (MCP "stdio"): one JSON-RPC 2.0 message per line on stdin, one
+/// per line on stdout, logs on stderr. Methods: `initialize` (answers with the
+/// client's protocol version when it names one, `tools` capability),
+/// `notifications/initialized` and other notifications (no reply), `ping`,
+/// `tools/list`, `tools/call` with the tools `lesson` (a lesson's objectives
+/// and prose), `check` (runs a lesson's checks on the workspace's program) and
+/// `coach` (the coach's answer, offline or with the configured LLM, journaled
+/// like the command line's). Invariants: every request gets exactly one
+/// response with its id; a tool failure is a result with `isError: true`, not
+/// a protocol error; malformed input is answered with a JSON-RPC error and the
+/// server keeps serving until stdin closes.
+mod mcp {
+    use std::io::BufRead;
+    use std::path::Path;
+
+    use serde_json::{Value, json};
+
+    use super::{CoachArgs, Io, run_checks, run_with, unix_now};
+    use statecraft_coach::ReviewChecks;
+    use statecraft_coach::render::Style;
+
+    /// The protocol version answered when the client names none.
+    pub const PROTOCOL_VERSION: &str = "2025-06-18";
+
+    /// Serves until `input` ends.
+    pub fn serve(input: &mut dyn BufRead, io: &mut Io<'_>, workspace: &Path) -> anyhow::Result<()> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if input.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            if line.trim().is_empty() {
+                continue;
+            }
+            let reply = match serde_json::from_str::<Value>(&line) {
+                Err(e) => Some(error(Value::Null, -32700, &format!("parse error: {e}"))),
+                Ok(msg) => handle(&msg, io, workspace),
+            };
+            if let Some(reply) = reply {
+                io.put(&format!("{reply}\n"))?;
+            }
+        }
+    }
+
+    fn error(id: Value, code: i64, message: &str) -> Value {
+        json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+    }
+
+    fn result(id: Value, result: Value) -> Value {
+        json!({"jsonrpc": "2.0", "id": id, "result": result})
+    }
+
+    fn handle(msg: &Value, io: &mut Io<'_>, workspace: &Path) -> Option<Value> {
+        let method = msg["method"].as_str();
+        let id = msg.get("id").cloned();
+        let Some(id) = id else {
+            // A notification (`notifications/initialized`, cancellations): no reply.
+            return None;
+        };
+        let Some(method) = method else {
+            return Some(error(id, -32600, "invalid request: no method"));
+        };
+        Some(match method {
+            "initialize" => {
+                let version = msg["params"]["protocolVersion"]
+                    .as_str()
+                    .unwrap_or(PROTOCOL_VERSION)
+                    .to_string();
+                result(
+                    id,
+                    json!({
+                        "protocolVersion": version,
+                        "capabilities": {"tools": {"listChanged": false}},
+                        "serverInfo": {"name": "statecraft", "version": env!("CARGO_PKG_VERSION")},
+                        "instructions": "Statecraft's course tools. `coach` answers like a mentor: \
+                            relay its answer and keep its rules (never write the learner's solution, \
+                            keep every TODO gap open).",
+                    }),
+                )
+            }
+            "ping" => result(id, json!({})),
+            "tools/list" => result(id, json!({"tools": tools()})),
+            "tools/call" => {
+                let name = msg["params"]["name"].as_str().unwrap_or("");
+                let args = &msg["params"]["arguments"];
+                match call(name, args, io, workspace) {
+                    Ok(Some(text)) => result(
+                        id,
+                        json!({"content": [{"type": "text", "text": text}], "isError": false}),
+                    ),
+                    Ok(None) => error(id, -32602, &format!("unknown tool: {name}")),
+                    Err(e) => result(
+                        id,
+                        json!({"content": [{"type": "text", "text": format!("{e:#}")}], "isError": true}),
+                    ),
+                }
+            }
+            other => error(id, -32601, &format!("method not found: {other}")),
+        })
+    }
+
+    fn tools() -> Value {
+        let lesson =
+            json!({"type": "integer", "minimum": 1, "description": "The lesson number (1–9)."});
+        json!([
+            {
+                "name": "lesson",
+                "description": "A Statecraft lesson: its objectives (what the checks grade) and its prose.",
+                "inputSchema": {"type": "object", "properties": {"lesson": lesson}, "required": ["lesson"]},
+            },
+            {
+                "name": "check",
+                "description": "Runs a lesson's checks on the learner's program (the command in .statecraft/workspace.toml) and reports one line per objective: pass/fail, the measured figure, the target.",
+                "inputSchema": {"type": "object", "properties": {"lesson": lesson}, "required": ["lesson"]},
+            },
+            {
+                "name": "coach",
+                "description": "Asks the Statecraft coach about a lesson: a question in the learner's words, or \"review\". The answer guides with questions, a hint and a gapped pattern; relay it and never fill its gaps.",
+                "inputSchema": {
+                    "type": "object",
+                    "properties": {
+                        "lesson": lesson,
+                        "question": {"type": "string", "description": "The learner's question, or \"review\"."},
+                    },
+                    "required": ["lesson", "question"],
+                },
+            },
+        ])
+    }
+
+    fn call(
+        name: &str,
+        args: &Value,
+        io: &mut Io<'_>,
+        workspace: &Path,
+    ) -> anyhow::Result<Option<String>> {
+        let number = || {
+            args["lesson"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| anyhow::anyhow!("`lesson` must be a lesson number"))
+        };
+        match name {
+            "lesson" => {
+                let l = statecraft_learn::lesson::load_lesson(number()?, Some(workspace))?;
+                let mut text = format!(
+                    "# Lesson {}: {}\n\n{}\n\n## Objectives\n\n",
+                    l.number, l.title, l.summary
+                );
+                for o in &l.objectives {
+                    text.push_str(&format!("- `{}`: {} (target {})\n", o.id, o.text, o.target));
+                }
+                text.push('\n');
+                text.push_str(&l.body);
+                Ok(Some(text))
+            }
+            "check" => {
+                let l = statecraft_learn::lesson::load_lesson(number()?, Some(workspace))?;
+                let text = match run_checks(workspace, &l, unix_now()) {
+                    ReviewChecks::Ran(figures) => figures
+                        .iter()
+                        .map(|f| {
+                            format!(
+                                "{} {} — {} (target {})\n",
+                                if f.passed { "pass" } else { "FAIL" },
+                                f.objective,
+                                f.figure,
+                                f.target
+                            )
+                        })
+                        .collect(),
+                    ReviewChecks::Unavailable(why) => {
+                        anyhow::bail!("the checks could not run: {why}")
+                    }
+                    ReviewChecks::NotRun => String::new(),
+                };
+                Ok(Some(text))
+            }
+            "coach" => {
+                let question = args["question"]
+                    .as_str()
+                    .filter(|q| !q.trim().is_empty())
+                    .ok_or_else(|| anyhow::anyhow!("`question` is required (or \"review\")"))?;
+                let coach_args = CoachArgs {
+                    lesson: Some(number()?),
+                    question: vec![question.to_string()],
+                    mcp: false,
+                    workspace: Some(workspace.to_path_buf()),
+                    json: false,
+                    history: false,
+                    offline: false,
+                    now: None,
+                };
+                let mut buf: Vec<u8> = Vec::new();
+                let mut inner = Io {
+                    out: &mut buf,
+                    style: Style::Plain,
+                    env: io.env,
+                    user_config: io.user_config.clone(),
+                };
+                run_with(coach_args, &mut inner)?;
+                Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -321,7 +549,8 @@ mod tests {
 
     fn args(ws: &Path, lesson: u32, words: &[&str]) -> CoachArgs {
         CoachArgs {
-            lesson,
+            lesson: Some(lesson),
+            mcp: false,
             question: words.iter().map(|w| w.to_string()).collect(),
             workspace: Some(ws.to_path_buf()),
             json: false,
@@ -355,6 +584,103 @@ mod tests {
         std::fs::create_dir_all(dir.path().join(".statecraft"))?;
         std::fs::write(dir.path().join(".statecraft/workspace.toml"), toml)?;
         Ok(dir)
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: CoachArgs,
+    }
+
+    #[test]
+    fn options_after_the_question_are_options() -> anyhow::Result<()> {
+        use clap::Parser;
+        // Issue 15: `coach 1 "q" --json` glued `--json` into the question.
+        let cli = Cli::try_parse_from(["coach", "1", "why a single writer?", "--json"])?;
+        assert_eq!(cli.args.question, ["why a single writer?"]);
+        assert!(cli.args.json);
+        let cli = Cli::try_parse_from(["coach", "--offline", "2", "my", "deadline", "--json"])?;
+        assert_eq!(cli.args.lesson, Some(2));
+        assert_eq!(cli.args.question, ["my", "deadline"]);
+        assert!(cli.args.json && cli.args.offline);
+        let cli = Cli::try_parse_from(["coach", "--mcp"])?;
+        assert!(cli.args.mcp && cli.args.lesson.is_none());
+        assert!(
+            Cli::try_parse_from(["coach"]).is_err(),
+            "a lesson is required without --mcp"
+        );
+        Ok(())
+    }
+
+    /// A scripted MCP client: initialize, the initialized notification, list
+    /// the tools, call each, a broken line and an unknown method.
+    #[test]
+    fn mcp_serves_lesson_check_and_coach_over_stdio() -> anyhow::Result<()> {
+        let ws = workspace("lang = \"python\"\ncommand = [\"false\"]\n")?;
+        let script = [
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"test","version":"0"}}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"coach","arguments":{"lesson":2,"question":"My collect_batch function isn't respecting the deadline"}}}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"lesson","arguments":{"lesson":2}}}"#,
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"check","arguments":{"lesson":1}}}"#,
+            r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"coach","arguments":{"lesson":99,"question":"x"}}}"#,
+            "this is not json",
+            r#"{"jsonrpc":"2.0","id":7,"method":"resources/list"}"#,
+            r#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#,
+        ]
+        .join("\n");
+        let captured = Captured::default();
+        let mut out = captured.clone();
+        let lookup = |_: &str| None;
+        let mut io = Io {
+            out: &mut out,
+            style: Style::Plain,
+            env: &lookup,
+            user_config: None,
+        };
+        let mut input = std::io::Cursor::new(script.into_bytes());
+        mcp::serve(&mut input, &mut io, ws.path())?;
+        let bytes = captured.0.lock().map(|b| b.clone()).unwrap_or_default();
+        let replies: Vec<serde_json::Value> = String::from_utf8(bytes)?
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        // One reply per request, none for the notification.
+        assert_eq!(replies.len(), 9, "{replies:#?}");
+        assert_eq!(replies[0]["result"]["protocolVersion"], "2025-03-26");
+        assert!(replies[0]["result"]["capabilities"]["tools"].is_object());
+        let names: Vec<&str> = replies[1]["result"]["tools"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(names, ["lesson", "check", "coach"]);
+        let coach = replies[2]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("");
+        assert_eq!(replies[2]["result"]["isError"], false);
+        assert!(coach.contains("## Questions to ask yourself"), "{coach}");
+        assert!(coach.contains("A fixed batch deadline"), "{coach}");
+        let lesson = replies[3]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("");
+        assert!(
+            lesson.starts_with("# Lesson 2:") && lesson.contains("`deadline`"),
+            "{lesson}"
+        );
+        let check = replies[4]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("");
+        assert!(check.contains("FAIL"), "{check}");
+        assert_eq!(replies[5]["result"]["isError"], true, "{:?}", replies[5]);
+        assert_eq!(replies[6]["error"]["code"], -32700);
+        assert_eq!(replies[7]["error"]["code"], -32601);
+        assert_eq!(replies[7]["id"], 7);
+        assert_eq!(replies[8]["result"], serde_json::json!({}));
+        // The coach call was journaled like the command line's.
+        let journal = std::fs::read_to_string(ws.path().join(".statecraft/journal.jsonl"))?;
+        assert!(journal.contains("\"kind\":\"coach\""), "{journal}");
+        Ok(())
     }
 
     #[test]
@@ -512,7 +838,8 @@ mod tests {
     #[test]
     fn a_configured_llm_streams_the_answer_and_is_journaled() -> anyhow::Result<()> {
         let ws = workspace("lang = \"python\"\ncommand = [\"python3\", \"main.py\"]\n")?;
-        let piece = serde_json::json!({"choices": [{"delta": {"content": "## The gap\n\nOwnership, not locks.\n"}}]});
+        let text = "## What you have right\n\nYou asked before coding.\n\n## The gap\n\nOwnership, not locks.\n\n## Questions to ask yourself\n\n1. Who writes key `a`?\n2. What if two do?\n\n## Hint\n\nOne owner.\n\n## A pattern to complete\n\n```python\n# TODO: YOUR CODE HERE\n```\n\n## Next steps\n\n1. Predict, then run.\n";
+        let piece = serde_json::json!({"choices": [{"delta": {"content": text}}]});
         let (url, server) = one_shot_llm(format!("data: {piece}\n\ndata: [DONE]\n\n"))?;
         let env = [
             ("STATECRAFT_LLM_URL", url.as_str()),
@@ -520,7 +847,7 @@ mod tests {
             ("STATECRAFT_LLM_TIMEOUT_SECS", "10"),
         ];
         let out = run_captured(args(ws.path(), 1, &["why", "a", "single", "writer?"]), &env)?;
-        assert_eq!(out, "## The gap\n\nOwnership, not locks.\n");
+        assert_eq!(out, text);
         let request = server
             .join()
             .map_err(|_| anyhow::anyhow!("server thread"))?;

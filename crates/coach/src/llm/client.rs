@@ -82,7 +82,7 @@ pub async fn stream_answer(
         replaced_by_pattern: 0,
     };
     // The structure is judged like the code: one revision, then offline.
-    let missing = judge::structure(&text.replace('\u{0}', ""));
+    let missing = structure_misses(prompt, &text.replace('\u{0}', ""));
     if !missing.is_empty() {
         return revise_whole(
             &client,
@@ -256,14 +256,17 @@ async fn revise_whole(
         ("user", note),
     ];
     let text = collect(client, cfg, prompt, &messages).await?;
-    let still = judge::structure(&text);
+    let still = structure_misses(prompt, &text);
     let bad_block = code_blocks(&text)
         .iter()
         .any(|b| judge::judge_block(b, &prompt.code).is_err());
     if !still.is_empty() || bad_block {
-        let mut why: Vec<String> = still.iter().map(|s| s.to_string()).collect();
+        let mut why: Vec<String> = Vec::new();
+        if !still.is_empty() {
+            why.push(format!("missing: {}", still.join(", ")));
+        }
         if bad_block {
-            why.push("a gap-free code block".into());
+            why.push("a code block that gives the solution".into());
         }
         return Err(LlmError::Unstructured(why.join(", ")));
     }
@@ -282,6 +285,18 @@ async fn revise_whole(
         revised: held,
         replaced_by_pattern: 0,
     })
+}
+
+/// The parts an answer misses: the six parts of a guide answer, or the
+/// discovery answer's own (what was discovered, questions, what comes next).
+fn structure_misses(prompt: &Prompt, text: &str) -> Vec<&'static str> {
+    if prompt.six_parts {
+        judge::structure(text)
+    } else if judge::discovery_structure(text) {
+        Vec::new()
+    } else {
+        vec!["the discovery parts"]
+    }
 }
 
 /// Sends a request and collects its whole reply (not streamed).

@@ -59,8 +59,8 @@ pub enum LlmError {
     /// The stream was not what the API promises.
     #[error("malformed stream: {0}")]
     Malformed(String),
-    /// The answer missed parts of the six-part structure, also after one revision.
-    #[error("the answer missed {0} of the coach's six parts, also after one revision")]
+    /// The answer was refused (structure or code), also after one revision.
+    #[error("the answer was refused twice ({0})")]
     Unstructured(String),
     /// Writing the answer out failed.
     #[error("writing the answer: {0}")]

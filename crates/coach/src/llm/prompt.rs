@@ -32,6 +32,8 @@ pub struct Prompt {
     pub fallback_pattern: String,
     /// What the guard compares code blocks with (the lesson's patterns, the learner's code).
     pub code: CodeContext,
+    /// Whether the answer must have the six parts (a guide answer; a discovery has its own).
+    pub six_parts: bool,
 }
 
 impl Prompt {
@@ -172,6 +174,7 @@ impl Prompt {
             }
         }
         Prompt {
+            six_parts: a.mode == Mode::Guide,
             code: CodeContext {
                 patterns,
                 learner,

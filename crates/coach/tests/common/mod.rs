@@ -9,6 +9,10 @@ use statecraft_coach::answer::code_blocks;
 use statecraft_coach::material::{self, GAP_MARKER};
 use statecraft_coach::{Answer, LessonMaterial, Part};
 
+/// The six parts a model's answer must have (the structure guard), appended to
+/// scripted answers whose point is elsewhere.
+pub const REST_OF_ANSWER: &str = "\n## What you have right\n\nYou route events already.\n\n## The gap\n\nOwnership.\n\n## Questions to ask yourself\n\n1. Which task owns key `a`?\n2. What breaks with two owners?\n\n## Hint\n\nOne owner per key.\n\n## A pattern to complete\n\n```python\n# TODO: YOUR CODE HERE\n```\n\n## Next steps\n\n1. Predict, then run.\n";
+
 /// The fixture lesson's number (its file is `tests/fixtures/042_counters.md`).
 pub const FIXTURE_LESSON: u32 = 42;
 
