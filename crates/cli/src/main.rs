@@ -40,7 +40,7 @@ enum Command {
     Check(cmd::check::CheckArgs),
     /// Ask the coach about lesson N, or have it review your work.
     Coach(cmd::coach::CoachArgs),
-    /// Send NDJSON events from a file or stdin to a running server.
+    /// Send events (NDJSON, or one JSON array) from a file or stdin to a running server.
     Send(Box<cmd::send::SendArgs>),
     /// Print keys' state records (one key, or a multi-get of several).
     Get(cmd::get::GetArgs),

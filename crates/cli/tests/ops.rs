@@ -776,6 +776,35 @@ async fn del_and_multi_get_and_info_and_load_from_the_environment() {
     .await;
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("conflict"));
+    // send takes a JSON array as well as NDJSON (as POST /v1/events does).
+    let out = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_statecraft"))
+                .args(["send", "--server", &url])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("send runs");
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(br#" [{"key":"arr:1","op":"incr","value":1},
+                    {"key":"arr:2","op":"incr","value":2}, {"key":"arr:3","op":"set","value":"x"}]"#)
+                .expect("write");
+            child.wait_with_output().expect("send ends")
+        }
+    })
+    .await
+    .expect("join");
+    assert!(
+        ok(&out).contains("applied 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // info: INFO-like sections with the keyspace and memory figures.
     let out = run(vec!["info".into(), "--server".into(), url.clone()]).await;
     let text = ok(&out);

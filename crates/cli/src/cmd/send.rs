@@ -1,5 +1,5 @@
-//! `statecraft send [FILE|-]`: NDJSON events from a file or stdin to a
-//! running server, streamed in batches — over HTTP (`POST /v1/events`, one
+//! `statecraft send [FILE|-]`: NDJSON events (or one JSON array of events,
+//! as `POST /v1/events` also takes) from a file or stdin to a running server, streamed in batches — over HTTP (`POST /v1/events`, one
 //! request at a time) or over TCP (`--server tcp://…`, NDJSON frames
 //! pipelined on one connection). A progress bar on stderr when it is a
 //! terminal; a summary of the results by status at the end.
@@ -36,7 +36,8 @@ use crate::cmd::remote::{Endpoint, ServerOpts, http_client, http_error, problem_
 /// Arguments of `statecraft send`.
 #[derive(Debug, clap::Args)]
 pub struct SendArgs {
-    /// NDJSON file of events; `-` or nothing reads stdin.
+    /// NDJSON file of events (or one JSON array of events, read whole); `-`
+    /// or nothing reads stdin.
     #[arg(value_name = "FILE|-")]
     pub file: Option<PathBuf>,
     #[command(flatten)]
@@ -154,6 +155,46 @@ impl ChunkReader {
     }
 }
 
+/// When the input is one JSON array (its first non-blank byte is `[`), reads
+/// it whole and turns it into NDJSON, one element per line (so "line N" in
+/// messages is the N-th element); otherwise passes the input through.
+async fn array_as_ndjson(
+    mut input: BufReader<Box<dyn AsyncRead + Unpin + Send>>,
+) -> anyhow::Result<BufReader<Box<dyn AsyncRead + Unpin + Send>>> {
+    use tokio::io::AsyncReadExt as _;
+    // Skip leading whitespace to see the first byte.
+    let first = loop {
+        let buf = input.fill_buf().await.context("reading the input")?;
+        if buf.is_empty() {
+            return Ok(input);
+        }
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => break buf[i],
+            None => {
+                let n = buf.len();
+                input.consume(n);
+            }
+        }
+    };
+    if first != b'[' {
+        return Ok(input);
+    }
+    let mut raw = Vec::new();
+    input
+        .read_to_end(&mut raw)
+        .await
+        .context("reading the input")?;
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&raw)
+        .context("the input starts with `[` but is not one JSON array of events")?;
+    let mut ndjson = Vec::with_capacity(raw.len() + items.len());
+    for item in &items {
+        serde_json::to_writer(&mut ndjson, item).context("re-encoding an array element")?;
+        ndjson.push(b'\n');
+    }
+    let cursor: Box<dyn AsyncRead + Unpin + Send> = Box::new(std::io::Cursor::new(ndjson));
+    Ok(BufReader::new(cursor))
+}
+
 /// Runs `statecraft send`.
 pub fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.batch >= 1, "--batch must be at least 1");
@@ -176,8 +217,9 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         }
         _ => (Box::new(tokio::io::stdin()), None),
     };
+    let input = array_as_ndjson(BufReader::with_capacity(256 << 10, input)).await?;
     let mut reader = ChunkReader {
-        input: BufReader::with_capacity(256 << 10, input),
+        input,
         line_no: 0,
         batch: args.batch,
         line: Vec::new(),
