@@ -234,3 +234,83 @@ async fn a_configured_endpoint_is_measured_too() -> TestResult {
     );
     Ok(())
 }
+
+/// No level hands over the missing lines: for every concept of every lesson,
+/// at levels 1, 2 and 3, the hint and the pattern together (with the
+/// questions) cover less than half of the lines the learner's starter is
+/// missing from the lesson's reference solution, and the hint never assigns a
+/// name the shown pattern leaves to a gap (issue 15: lesson 2's level-2 hint
+/// "compute remaining = deadline - now" plus its pattern were the whole collector).
+#[test]
+fn no_level_hands_over_the_missing_lines() -> TestResult {
+    use statecraft_coach::judge;
+    use statecraft_coach::{Ask, Level, Part, ReviewChecks, coach_offline, material};
+    let suite = Suite::builtin()?;
+    let reference = eval::default_reference_dir();
+    let mut checked = 0;
+    let mut redacted = Vec::new();
+    for n in 1..=9u32 {
+        let l = material::load(n, None)?;
+        for concept in &l.concepts {
+            let ws = tempfile::tempdir()?;
+            statecraft_learn::workspace::init(
+                ws.path(),
+                statecraft_learn::workspace::Lang::Python,
+                true,
+            )?;
+            let program = std::fs::read_to_string(ws.path().join("main.py"))?;
+            let missing = eval::missing_lines(&suite, &reference, n, &program);
+            assert!(!missing.is_empty(), "lesson {n} has reference lines");
+            let q = format!("How do I implement {}?", concept.title.to_lowercase());
+            for (i, dt) in [0u64, 45 * 60, 90 * 60].into_iter().enumerate() {
+                let a = coach_offline(
+                    l.clone(),
+                    ws.path(),
+                    Ask::Question(q.clone()),
+                    ReviewChecks::NotRun,
+                    eval::EVAL_NOW + dt,
+                )?;
+                let level = [Level::Gentle, Level::Direct, Level::MostDirect][i];
+                assert_eq!(a.level, level, "lesson {n} {}", concept.id);
+                let given: String = [Part::Questions, Part::Hint, Part::Pattern]
+                    .iter()
+                    .filter_map(|p| a.section(*p))
+                    .map(|s| format!("{}\n", s.body))
+                    .collect();
+                let (covered, of) = judge::reference_coverage(&given, &missing);
+                assert!(
+                    (covered as f64) < of as f64 * judge::MAX_REFERENCE_SHARE,
+                    "lesson {n} {} level {}: hint + pattern write {covered} of the {of} missing lines:\n{given}",
+                    concept.id,
+                    i + 1
+                );
+                let hint = a
+                    .section(Part::Hint)
+                    .map(|s| s.body.clone())
+                    .unwrap_or_default();
+                for name in judge::gap_outputs(&concept.patterns.python) {
+                    let (_, would_change) =
+                        judge::redact_gap_outputs(&hint, std::slice::from_ref(&name));
+                    assert!(
+                        !would_change,
+                        "lesson {n} {} level {}: the hint assigns `{name}`, the pattern's gap:\n{hint}",
+                        concept.id,
+                        i + 1
+                    );
+                }
+                if a.given.iter().any(|g| g == "hint:redacted") {
+                    redacted.push(format!("{n}:{}:{}", concept.id, i + 1));
+                }
+                checked += 1;
+            }
+        }
+    }
+    println!("hint + pattern checked at {checked} (concept, level) pairs; redacted: {redacted:?}");
+    assert!(
+        redacted
+            .iter()
+            .any(|r| r.starts_with("2:deadline_batching:")),
+        "lesson 2's deadline hint is the issue's example: {redacted:?}"
+    );
+    Ok(())
+}
