@@ -6,8 +6,9 @@
 //! batch (between its local fsync and its changelog commit, a window the
 //! commit-delay hook widens) and restarted at once on the same data dir,
 //! in a loop, while four producers publish (with and without ids,
-//! `ack=applied` and `ack=durable`): every key must be exact, and no
-//! producer may be told `duplicate` for an event it sent once.
+//! `ack=applied` and `ack=durable`, one message per event and record
+//! batches): every key must be exact, and no producer may be told
+//! `duplicate` for an event it sent once.
 
 mod cluster_common;
 
@@ -123,17 +124,19 @@ async fn kill_and_restart_loop(node_count: usize, rounds: usize) {
         Duration::from_secs(30),
     )
     .await;
-    let producer = producer(&nats.url).await;
+    let single = producer(&nats.url).await;
+    let batching = batching_producer(&nats.url).await;
     let halt = Arc::new(AtomicBool::new(false));
+    // Two producers send one message per event, two send record batches.
     let streams = [
-        ("ids_applied", true, AckMode::Applied),
-        ("ids_durable", true, AckMode::Durable),
-        ("noid_applied", false, AckMode::Applied),
-        ("noid_durable", false, AckMode::Durable),
+        ("ids_applied", true, AckMode::Applied, &single),
+        ("ids_durable_batched", true, AckMode::Durable, &batching),
+        ("noid_applied_batched", false, AckMode::Applied, &batching),
+        ("noid_durable", false, AckMode::Durable, &single),
     ];
     let publishers: Vec<_> = streams
         .iter()
-        .map(|&(prefix, with_ids, ack)| {
+        .map(|&(prefix, with_ids, ack, producer)| {
             tokio::spawn(keep_publishing(
                 producer.clone(),
                 prefix,
@@ -164,7 +167,7 @@ async fn kill_and_restart_loop(node_count: usize, rounds: usize) {
     halt.store(true, Ordering::Release);
     let mut expected = HashMap::new();
     let mut total = 0u64;
-    for (task, (prefix, _, ack)) in publishers.into_iter().zip(streams) {
+    for (task, (prefix, _, ack, _)) in publishers.into_iter().zip(streams) {
         let (exp, counts) = task.await.expect("publisher");
         let sent: i64 = exp.values().sum();
         total += sent as u64;

@@ -101,6 +101,7 @@ impl Cluster {
             ProducerOptions {
                 limits: engine.config().limits,
                 applied_timeout: config.applied_timeout,
+                ..ProducerOptions::default()
             },
             Arc::clone(&counters),
         )

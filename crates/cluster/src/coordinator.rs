@@ -7,9 +7,16 @@
 //! refreshes the view of live nodes and owners, and rebalances: it claims
 //! free partitions (`create`, which succeeds only on a missing or deleted
 //! lease — one whose owner stopped renewing it has aged out of the bucket)
-//! up to its fair share `ceil(P / live nodes)`, and asks its extra
-//! partitions to release when nodes joined (the task finishes its batch,
-//! commits, acks, stops; then the lease is deleted).
+//! up to its target share, and asks its extra partitions to release when
+//! nodes joined (the task finishes its batch, commits, acks, stops; then
+//! the lease is deleted).
+//!
+//! Target shares ([`target_share`]): with P partitions and N live nodes,
+//! every node's target is `floor(P / N)`, plus one for the first `P mod N`
+//! nodes in id order. All nodes compute the same targets from the same
+//! view, the targets add up to P and differ by at most one, so a node that
+//! rejoins gets its share back (its peers release down to their targets)
+//! and no partition moves back and forth.
 //!
 //! Invariants:
 //! - A lease is deleted only by the holder of its current revision, after
@@ -219,7 +226,15 @@ impl Coordinator {
                     tracing::info!(partition = p, "partition_released");
                     true
                 }
-                PartitionExit::LeaseLost | PartitionExit::Fenced => {
+                // The deadline passed without the lease being refused (a
+                // renewal came late): the lease may still be ours; deleting
+                // it at our revision frees the partition now instead of a
+                // TTL later (a no-op if someone else holds it).
+                PartitionExit::LeaseLost => {
+                    tracing::warn!(partition = p, exit = ?exit, "partition stopped");
+                    true
+                }
+                PartitionExit::Fenced => {
                     tracing::warn!(partition = p, exit = ?exit, "partition stopped");
                     false
                 }
@@ -309,13 +324,17 @@ impl Coordinator {
             return;
         }
         let me = self.node.config.node_id.clone();
-        let (live, owners) = {
+        let (live, owners, fair) = {
             let v = read(&self.node.view);
             let live = v.nodes.len() + usize::from(!v.nodes.contains_key(&me));
-            (live.max(1), v.owners.clone())
+            let fair = target_share(
+                self.node.infra.partitions,
+                v.nodes.keys().map(String::as_str),
+                &me,
+            );
+            (live.max(1), v.owners.clone(), fair)
         };
         let partitions = self.node.infra.partitions;
-        let fair = (partitions as usize).div_ceil(live);
         let active: Vec<u32> = self
             .held
             .iter()
@@ -429,5 +448,51 @@ fn cooldown(node: &Node) -> std::sync::MutexGuard<'_, HashMap<u32, Instant>> {
     match node.cooldown.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
+    }
+}
+
+/// The number of partitions node `me` should own among `live` nodes (ids;
+/// `me` counted whether listed or not): `floor(P / N)`, plus one for the
+/// first `P mod N` nodes in id order. Every node computes the same targets
+/// from the same view; they add up to P and differ by at most one.
+pub(crate) fn target_share<'a>(
+    partitions: u32,
+    live: impl Iterator<Item = &'a str>,
+    me: &str,
+) -> usize {
+    let mut ids: Vec<&str> = live.collect();
+    if !ids.contains(&me) {
+        ids.push(me);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let n = ids.len();
+    let p = partitions as usize;
+    let rank = ids.iter().position(|&id| id == me).unwrap_or(0);
+    p / n + usize::from(rank < p % n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_share;
+
+    #[test]
+    fn target_shares_add_up_and_differ_by_at_most_one() {
+        for p in [1u32, 6, 12, 16, 17, 64] {
+            for n in 1..=7usize {
+                let ids: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
+                let shares: Vec<usize> = ids
+                    .iter()
+                    .map(|me| target_share(p, ids.iter().map(String::as_str), me))
+                    .collect();
+                assert_eq!(shares.iter().sum::<usize>(), p as usize, "p={p} n={n}");
+                let (lo, hi) = (shares.iter().min(), shares.iter().max());
+                assert!(hi.zip(lo).is_some_and(|(h, l)| h - l <= 1), "{shares:?}");
+            }
+        }
+        // Not yet in the view: counted anyway.
+        assert_eq!(target_share(16, ["a", "b"].into_iter(), "c"), 5);
+        assert_eq!(target_share(16, ["a", "b", "c"].into_iter(), "a"), 6);
+        assert_eq!(target_share(16, ["a", "b"].into_iter(), "a"), 8);
     }
 }

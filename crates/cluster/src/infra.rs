@@ -7,6 +7,11 @@
 //! the buckets exist. The lease TTL in force is the leases bucket's
 //! `max_age` (the server expires leases by it), which is what every local
 //! lease check uses.
+//!
+//! Two connections per node: `client` carries the data (events, the
+//! changelog, reads, answers) and `control` carries only the heartbeat and
+//! the leases, so a renewal never queues behind megabytes of batches in a
+//! socket buffer or behind a data-path flush.
 
 use std::time::Duration;
 
@@ -25,9 +30,9 @@ pub(crate) struct Infra {
     pub js: jetstream::Context,
     /// The events stream.
     pub events: stream::Stream,
-    /// Partition leases.
+    /// Partition leases (on the control connection).
     pub leases: kv::Store,
-    /// Live nodes.
+    /// Live nodes (on the control connection).
     pub nodes: kv::Store,
     /// The changelog (after-images and commit markers).
     pub changelog: kv::Store,
@@ -215,6 +220,21 @@ impl Infra {
             },
         )
         .await?;
+        // Leases and heartbeats go over a connection of their own.
+        let control = connect(
+            &config.nats_url,
+            &format!("statecraft-node-{}-control", config.node_id),
+        )
+        .await?;
+        let control_js = context(control);
+        let leases = control_js
+            .get_key_value(leases.name.clone())
+            .await
+            .map_err(|e| ClusterError::nats("opening the leases bucket", e))?;
+        let nodes = control_js
+            .get_key_value(nodes.name.clone())
+            .await
+            .map_err(|e| ClusterError::nats("opening the nodes bucket", e))?;
         let mut lease_stream = leases.stream.clone();
         let lease_ttl = match lease_stream.info().await {
             Ok(info) if !info.config.max_age.is_zero() => info.config.max_age,

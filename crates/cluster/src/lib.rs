@@ -8,18 +8,20 @@
 //!
 //! - [`config`]: every setting of a node, [`ClusterConfig`].
 //! - [`names`]: the stream, subjects, buckets, keys and ids on the NATS side.
-//! - `infra`: the connection; creating or checking the stream (its partition
-//!   count is fixed at creation) and the KV buckets `statecraft-leases`,
-//!   `statecraft-nodes`, `statecraft-changelog`.
+//! - `infra`: the connections (data, and control for leases and heartbeats);
+//!   creating or checking the stream (its partition count is fixed at
+//!   creation) and the KV buckets `statecraft-leases`, `statecraft-nodes`,
+//!   `statecraft-changelog`.
 //! - [`producer`]: publishing, [`Producer`] — one message per event on
 //!   `statecraft.events.<p>` with a `Nats-Msg-Id`; `ack=none|durable|applied`.
 //! - `coordinator`: the node's membership and lease loop — heartbeat,
 //!   revision-checked lease renewal, fair-share claims and cooperative
 //!   releases.
-//! - `partition`: one owned partition — fence, rebuild from the changelog,
-//!   a durable pull consumer, and the consume loop (apply durably with the
-//!   stream sequence as the engine's source position, write the changelog,
-//!   move the commit marker, answer, ack).
+//! - `partition`: one owned partition — fence, rebuild from the changelog
+//!   (keys and idempotency ids), a durable pull consumer, and the consume
+//!   loop (check ids, apply durably with the stream sequence as the engine's
+//!   source position, write the changelog, move the commit marker, answer,
+//!   ack).
 //! - `changelog`: the changelog's entries and marker, and the two
 //!   revision checks that keep them true with a stale owner around.
 //! - `node`: what the tasks of a node share.

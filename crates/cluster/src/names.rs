@@ -22,6 +22,21 @@ pub const NODES: &str = "statecraft-nodes";
 pub const CHANGELOG: &str = "statecraft-changelog";
 /// Header carrying the subject on which the owner answers `ack=applied`.
 pub const REPLY_HEADER: &str = "Statecraft-Reply";
+/// Header of a record batch: a message carrying several events, one JSON
+/// event per line; its value is the event count.
+pub const EVENTS_HEADER: &str = "Statecraft-Events";
+/// Most events one message may carry (the index of an event in its message
+/// takes the low 16 bits of its position).
+pub const MAX_EVENTS_PER_MESSAGE: usize = 65_535;
+
+/// The position of the `index`-th event of the message at stream sequence
+/// `seq`: `seq << 16 | index`. Positions grow with (sequence, index), so an
+/// engine source offset compares them, and a message of one event has
+/// index 0.
+pub fn position(seq: u64, index: usize) -> u64 {
+    (seq << 16) | (index as u64 & 0xffff)
+}
+
 /// Prefix of the subjects on which each node answers proxied reads.
 pub const READ_PREFIX: &str = "statecraft.read";
 
@@ -221,6 +236,13 @@ mod tests {
                 statecraft_engine::router::shard_of(&key, 8)
             );
         }
+    }
+
+    #[test]
+    fn positions_order_by_sequence_then_index() {
+        assert!(position(7, 65_534) < position(8, 0));
+        assert!(position(8, 0) < position(8, 1));
+        assert_eq!(position(1, 0), 1 << 16);
     }
 
     #[test]

@@ -314,6 +314,8 @@ async fn consume(
     let mut messages = match consumer
         .stream()
         .max_messages_per_batch(max)
+        // Pulls are bounded by bytes too: record batches carry many events.
+        .max_bytes_per_batch(FETCH_BYTES)
         .heartbeat(Duration::from_secs(5))
         .expires(Duration::from_secs(30))
         .messages()
@@ -354,10 +356,15 @@ async fn consume(
             }
         };
         consecutive_errors = 0;
+        // Up to `max` events (a record batch counts its events).
+        let mut events = event_count(&first);
         let mut batch = vec![first];
-        while batch.len() < max {
+        while events < max {
             match messages.next().now_or_never() {
-                Some(Some(Ok(m))) => batch.push(m),
+                Some(Some(Ok(m))) => {
+                    events += event_count(&m);
+                    batch.push(m);
+                }
                 _ => break,
             }
         }
@@ -366,6 +373,19 @@ async fn consume(
             Err(exit) => return exit,
         }
     }
+}
+
+/// Most bytes one pull asks for.
+const FETCH_BYTES: usize = 4 << 20;
+
+/// Events a message carries (its record-batch header, else one).
+fn event_count(msg: &async_nats::jetstream::Message) -> usize {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(names::EVENTS_HEADER))
+        .and_then(|v| v.as_str().parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// One batch, steps 2-6 of the module docs.
@@ -382,6 +402,8 @@ async fn process(
     let mut reply_to: Vec<Option<String>> = Vec::with_capacity(batch.len());
     let mut skipped_replies: Vec<(String, u64)> = Vec::new();
     let mut last_seq = owned.high;
+    // Events received (messages at or below `high` count one each).
+    let mut received = 0u64;
     for msg in &batch {
         let seq = match msg.info() {
             Ok(i) => i.stream_sequence,
@@ -389,6 +411,7 @@ async fn process(
         };
         if seq <= owned.high {
             Counters::add(&c.skipped_redelivered, 1);
+            received += 1;
             continue;
         }
         last_seq = last_seq.max(seq);
@@ -397,21 +420,40 @@ async fn process(
             .as_ref()
             .and_then(|h| h.get(names::REPLY_HEADER))
             .map(|v| v.as_str().to_owned());
-        let decoded = decode_event(&msg.payload, &node.engine.config().limits);
-        if let Ok(ev) = &decoded
-            && owned.catch_up.get(&ev.key).is_some_and(|&s| seq <= s)
-        {
-            Counters::add(&c.skipped_in_changelog, 1);
-            if let Some(r) = reply {
-                skipped_replies.push((r, seq));
+        let limits = &node.engine.config().limits;
+        // A record batch (several events, one per line) or one event.
+        let is_batch = msg
+            .headers
+            .as_ref()
+            .is_some_and(|h| h.get(names::EVENTS_HEADER).is_some());
+        let records: Vec<&[u8]> = if is_batch {
+            msg.payload
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .take(names::MAX_EVENTS_PER_MESSAGE)
+                .collect()
+        } else {
+            vec![&msg.payload[..]]
+        };
+        for (index, record) in records.into_iter().enumerate() {
+            received += 1;
+            let position = names::position(seq, index);
+            let decoded = decode_event(record, limits);
+            if let Ok(ev) = &decoded
+                && owned.catch_up.get(&ev.key).is_some_and(|&s| seq <= s)
+            {
+                Counters::add(&c.skipped_in_changelog, 1);
+                if let Some(r) = &reply {
+                    skipped_replies.push((r.clone(), position));
+                }
+                continue;
             }
-            continue;
+            items.push(decoded);
+            positions.push(position);
+            reply_to.push(reply.clone());
         }
-        items.push(decoded);
-        positions.push(seq);
-        reply_to.push(reply);
     }
-    Counters::add(&c.consumed, batch.len() as u64);
+    Counters::add(&c.consumed, received);
     let now = crate::node::unix_ms();
     let window = node.engine.config().dedup_window.as_millis() as u64;
     let (results, batch_ids) = apply_batch(node, owned, &items, &positions, now, window).await?;
@@ -667,12 +709,15 @@ async fn send_replies(
                 .push((seq, result.clone()));
         }
     }
-    // Events already in the changelog were applied by the previous owner.
+    // Events already in the changelog were applied by a previous owner
+    // (which died before answering): their effect is in, their own result
+    // (the version right after them) is not known any more. `accepted`, not
+    // `duplicate`: the producer sent them once.
     for (r, seq) in &skipped {
         by_subject
             .entry(r.as_str())
             .or_default()
-            .push((*seq, EventResult::Duplicate));
+            .push((*seq, EventResult::Accepted));
     }
     for (subject, answers) in by_subject {
         let payload = serde_json::to_vec(&answers).unwrap_or_default();

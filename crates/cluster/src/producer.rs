@@ -47,6 +47,11 @@ pub struct ProducerOptions {
     pub limits: Limits,
     /// How long `ack=applied` waits for the owner.
     pub applied_timeout: Duration,
+    /// Most events of one call grouped into one message per partition (a
+    /// record batch; 1 = one message per event).
+    pub max_events_per_message: usize,
+    /// Most bytes of events in one record batch.
+    pub max_message_bytes: usize,
 }
 
 impl Default for ProducerOptions {
@@ -54,6 +59,8 @@ impl Default for ProducerOptions {
         ProducerOptions {
             limits: Limits::DEFAULT,
             applied_timeout: Duration::from_secs(10),
+            max_events_per_message: 1,
+            max_message_bytes: 256 * 1024,
         }
     }
 }
@@ -183,6 +190,15 @@ impl Producer {
         Ok(Producer { inner })
     }
 
+    /// A generated message id, unique to this producer: `g<instance>.<n>`.
+    fn generated_id(&self) -> String {
+        format!(
+            "g{}.{}",
+            self.inner.instance,
+            self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
     /// The stream's partition count.
     pub fn partitions(&self) -> u32 {
         self.inner.partitions
@@ -233,8 +249,12 @@ impl Producer {
         let _unregister = Unregister(inner, call, answers_rx.is_some());
 
         let mut in_flight = FuturesUnordered::new();
-        // Index → stream sequence, for `applied`.
+        // Position (stream sequence, index) → input index, for `applied`.
         let mut waiting: HashMap<u64, usize> = HashMap::new();
+        // Validated events by partition, in input order: (input index,
+        // event, its JSON).
+        let mut by_partition: std::collections::BTreeMap<u32, Vec<(usize, Event, Bytes)>> =
+            Default::default();
         for (i, item) in items.into_iter().enumerate() {
             let event = match item.and_then(|e| inner.options.limits.validate(&e).map(|()| e)) {
                 Ok(e) => e,
@@ -242,15 +262,6 @@ impl Producer {
                     results[i] = Some(r.into());
                     continue;
                 }
-            };
-            let subject = names::subject(names::partition_of(&event.key, inner.partitions));
-            let msg_id = match &event.id {
-                Some(id) => names::msg_id(&event.key, id),
-                None => format!(
-                    "g{}.{}",
-                    inner.instance,
-                    inner.next_id.fetch_add(1, Ordering::Relaxed)
-                ),
             };
             let payload = match serde_json::to_vec(&event) {
                 Ok(p) => Bytes::from(p),
@@ -262,43 +273,98 @@ impl Producer {
                     continue;
                 }
             };
-            let mut headers = HeaderMap::new();
-            headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id.as_str());
-            if ack == AckMode::Applied {
-                headers.insert(names::REPLY_HEADER, reply.as_str());
+            let p = names::partition_of(&event.key, inner.partitions);
+            by_partition.entry(p).or_default().push((i, event, payload));
+        }
+        let max_events = inner
+            .options
+            .max_events_per_message
+            .clamp(1, names::MAX_EVENTS_PER_MESSAGE);
+        let max_bytes = inner.options.max_message_bytes.max(1);
+        for (p, events) in by_partition {
+            let subject = names::subject(p);
+            // Cut the partition's events into messages.
+            let mut messages: Vec<Vec<(usize, Event, Bytes)>> = Vec::new();
+            let mut bytes = 0usize;
+            for e in events {
+                let fits = messages
+                    .last()
+                    .is_some_and(|m| m.len() < max_events && bytes + e.2.len() < max_bytes);
+                if !fits {
+                    messages.push(Vec::new());
+                    bytes = 0;
+                }
+                bytes += e.2.len() + 1;
+                if let Some(m) = messages.last_mut() {
+                    m.push(e);
+                }
             }
-            if ack == AckMode::None {
-                results[i] = Some(
-                    match inner
+            for message in messages {
+                let mut headers = HeaderMap::new();
+                let indices: Vec<usize> = message.iter().map(|(i, _, _)| *i).collect();
+                let payload = if let [(_, event, payload)] = &message[..] {
+                    // One event: its own message, deduplicated by the
+                    // stream on its id.
+                    let msg_id = match &event.id {
+                        Some(id) => names::msg_id(&event.key, id),
+                        None => self.generated_id(),
+                    };
+                    headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id.as_str());
+                    payload.clone()
+                } else {
+                    // A record batch: one event per line.
+                    headers.insert(
+                        async_nats::header::NATS_MESSAGE_ID,
+                        self.generated_id().as_str(),
+                    );
+                    headers.insert(names::EVENTS_HEADER, message.len().to_string().as_str());
+                    let mut body = Vec::with_capacity(
+                        message.iter().map(|(_, _, b)| b.len() + 1).sum::<usize>(),
+                    );
+                    for (_, _, b) in &message {
+                        body.extend_from_slice(b);
+                        body.push(b'\n');
+                    }
+                    Bytes::from(body)
+                };
+                if ack == AckMode::Applied {
+                    headers.insert(names::REPLY_HEADER, reply.as_str());
+                }
+                if ack == AckMode::None {
+                    let r = match inner
                         .client
-                        .publish_with_headers(subject, headers, payload)
+                        .publish_with_headers(subject.clone(), headers, payload)
                         .await
                     {
                         Ok(()) => EventResult::Accepted,
                         Err(e) => unavailable(&e),
-                    },
-                );
-                continue;
-            }
-            while in_flight.len() >= MAX_IN_FLIGHT {
-                if let Some((i, r)) = in_flight.next().await {
-                    settle(inner, ack, &mut results, &mut waiting, i, r);
+                    };
+                    for i in indices {
+                        results[i] = Some(r.clone());
+                    }
+                    continue;
                 }
+                while in_flight.len() >= MAX_IN_FLIGHT {
+                    if let Some((indices, r)) = in_flight.next().await {
+                        settle(inner, ack, &mut results, &mut waiting, indices, r);
+                    }
+                }
+                let js = inner.js.clone();
+                let subject = subject.clone();
+                in_flight.push(async move {
+                    let r = publish_once(&js, &subject, &headers, &payload).await;
+                    // One retry with the same message id: if the first landed,
+                    // the stream answers `duplicate` with the same sequence.
+                    let r = match r {
+                        Err(_) => publish_once(&js, &subject, &headers, &payload).await,
+                        ok => ok,
+                    };
+                    (indices, r)
+                });
             }
-            let js = inner.js.clone();
-            in_flight.push(async move {
-                let r = publish_once(&js, &subject, &headers, &payload).await;
-                // One retry with the same message id: if the first landed,
-                // the stream answers `duplicate` with the same sequence.
-                let r = match r {
-                    Err(_) => publish_once(&js, &subject, &headers, &payload).await,
-                    ok => ok,
-                };
-                (i, r)
-            });
         }
-        while let Some((i, r)) = in_flight.next().await {
-            settle(inner, ack, &mut results, &mut waiting, i, r);
+        while let Some((indices, r)) = in_flight.next().await {
+            settle(inner, ack, &mut results, &mut waiting, indices, r);
         }
         if let Some(mut rx) = answers_rx
             && !waiting.is_empty()
@@ -349,27 +415,36 @@ fn settle(
     ack: AckMode,
     results: &mut [Option<EventResult>],
     waiting: &mut HashMap<u64, usize>,
-    i: usize,
+    indices: Vec<usize>,
     r: Result<jetstream::publish::PublishAck, String>,
 ) {
     let c = &inner.counters;
-    results[i] = Some(match r {
+    let n = indices.len() as u64;
+    match r {
         Ok(a) if a.duplicate => {
-            Counters::add(&c.publish_duplicates, 1);
-            EventResult::Duplicate
+            Counters::add(&c.publish_duplicates, n);
+            for i in indices {
+                results[i] = Some(EventResult::Duplicate);
+            }
         }
         Ok(a) => {
-            Counters::add(&c.published, 1);
-            if ack == AckMode::Applied {
-                waiting.insert(a.sequence, i);
-                // Filled by the owner's answer (or `accepted` at the timeout).
-                return;
+            Counters::add(&c.published, n);
+            for (k, i) in indices.into_iter().enumerate() {
+                if ack == AckMode::Applied {
+                    // Filled by the owner's answer (or `accepted` at the
+                    // timeout).
+                    waiting.insert(names::position(a.sequence, k), i);
+                } else {
+                    results[i] = Some(EventResult::Accepted);
+                }
             }
-            EventResult::Accepted
         }
         Err(e) => {
-            Counters::add(&c.publish_failures, 1);
-            unavailable(&e)
+            Counters::add(&c.publish_failures, n);
+            let r = unavailable(&e);
+            for i in indices {
+                results[i] = Some(r.clone());
+            }
         }
-    });
+    }
 }

@@ -263,9 +263,27 @@ pub fn workload(n: usize, keys: usize) -> (Vec<Event>, HashMap<String, i64>) {
 /// The test's producer (a process of its own is not needed: it is a NATS
 /// client like any other).
 pub async fn producer(nats: &str) -> Producer {
+    producer_with(nats, ProducerOptions::default()).await
+}
+
+/// A producer that groups up to 1,000 events of a call per partition into
+/// one message (record batches).
+pub async fn batching_producer(nats: &str) -> Producer {
+    producer_with(
+        nats,
+        ProducerOptions {
+            max_events_per_message: 1_000,
+            ..ProducerOptions::default()
+        },
+    )
+    .await
+}
+
+/// [`producer`] with `options`.
+pub async fn producer_with(nats: &str, options: ProducerOptions) -> Producer {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match Producer::connect(nats, ProducerOptions::default()).await {
+        match Producer::connect(nats, options.clone()).await {
             Ok(p) => return p,
             Err(e) if Instant::now() < deadline => {
                 eprintln!("producer: {e}; retrying");

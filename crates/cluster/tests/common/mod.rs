@@ -44,9 +44,28 @@ fn binary() -> Option<PathBuf> {
     None
 }
 
+/// Lowest and highest port the tests pick from: below Linux's ephemeral
+/// range (32768-60999), so the kernel does not hand the port to an
+/// outgoing connection between our probe and the server's bind.
+pub const TEST_PORTS: (u16, u16) = (20_000, 32_000);
+
+/// A free loopback port in [`TEST_PORTS`], probed from a per-process start.
 fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    let seed = u64::from(std::process::id()) * 7_919 + nanos;
+    let span = u64::from(TEST_PORTS.1 - TEST_PORTS.0);
+    for _ in 0..1_000 {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = TEST_PORTS.0 + ((seed + i * 104_729) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}");
 }
 
 /// Starts a private server, or `None` (after printing why) when the binary
