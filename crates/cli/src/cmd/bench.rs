@@ -8,7 +8,9 @@
 //! Layout: this module plans and runs the workloads; `procs` starts and
 //! stops the servers (`statecraft serve` — this binary — on ports it picks,
 //! with a fresh data dir; `redis-server` with each persistence setting);
-//! `inproc` runs W6 through the library API and the Python asyncio peer;
+//! `plan` names the workloads, contenders, ratios and targets as types and
+//! grades the targets; `inproc` runs W6 through the library API and the
+//! Python asyncio peer;
 //! `limits` measures the machine's physical limits; `report` holds the
 //! results, medians, ratios and their Markdown/JSON/table renderings;
 //! `chart` draws `chart.svg`. Network workloads use `statecraft load`'s
@@ -28,6 +30,7 @@
 mod chart;
 mod inproc;
 mod limits;
+mod plan;
 mod procs;
 mod report;
 
@@ -46,8 +49,9 @@ use crate::cmd::load::generator::{Dist, GenOp, KeySpace, OpMix};
 use crate::cmd::load::recorder::LoadReport;
 use crate::cmd::load::{LoadConfig, run_load};
 use crate::cmd::remote::Endpoint;
+use plan::{Needs, Overload, Who, Workload};
 use procs::{RedisPersistence, RedisProc, ServeProc};
-use report::{BenchResults, Contender, Machine, Peer, RunFigure, TargetCheck, WorkloadResult, si};
+use report::{BenchResults, Contender, Machine, RunFigure, WorkloadResult, si};
 
 /// Arguments of `statecraft bench`.
 #[derive(Debug, clap::Args)]
@@ -154,38 +158,6 @@ impl Sizes {
     }
 }
 
-/// A network contender: which server and how it is driven.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Spec {
-    /// Statecraft over TCP with this ack mode.
-    Tcp(AckMode),
-    /// Statecraft over HTTP NDJSON with this ack mode.
-    Http(AckMode),
-    /// A Redis peer.
-    Redis(RedisPersistence),
-    /// A Redis peer driven by `redis-benchmark` (its own client), for
-    /// comparison with ours.
-    RedisBenchmark(RedisPersistence),
-}
-
-impl Spec {
-    fn name(self) -> String {
-        match self {
-            Spec::Tcp(a) => format!("statecraft tcp ack={a}"),
-            Spec::Http(a) => format!("statecraft http ack={a}"),
-            Spec::Redis(p) => format!("redis {}", p.label()),
-            Spec::RedisBenchmark(p) => format!("redis {} (redis-benchmark client)", p.label()),
-        }
-    }
-
-    fn peer(self) -> Peer {
-        match self {
-            Spec::Redis(_) | Spec::RedisBenchmark(_) => Peer::Redis,
-            _ => Peer::Statecraft,
-        }
-    }
-}
-
 /// What the bench holds while it runs.
 struct Bench {
     exe: PathBuf,
@@ -214,19 +186,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut machine = Machine::probe();
     let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
     let sizes = Sizes::new(&args);
-    let mut wanted: Vec<String> = args
+    let mut wanted = args
         .workloads
         .iter()
-        .map(|w| w.trim().to_uppercase())
-        .collect();
+        .map(|w| Workload::parse(w))
+        .collect::<anyhow::Result<Vec<Workload>>>()?;
     if args.limits {
         wanted.clear();
-    }
-    for w in &wanted {
-        anyhow::ensure!(
-            matches!(w.as_str(), "W1" | "W2" | "W3" | "W4" | "W5" | "W6"),
-            "unknown workload `{w}` (W1..W6)"
-        );
     }
     let tmp = match &args.tmp_dir {
         Some(d) => tempfile::Builder::new()
@@ -325,24 +291,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Some(l)
     };
 
-    for w in &wanted {
-        let result = match w.as_str() {
-            "W1" => bench.w1(),
-            "W2" => bench.w2(),
-            "W3" => bench.w3(),
-            "W4" => bench.w4(),
-            "W5" => bench.w5(),
-            _ => bench.w6(),
+    for &w in &wanted {
+        let result = match w {
+            Workload::W1 => bench.w1(),
+            Workload::W2 => bench.w2(),
+            Workload::W3 => bench.w3(),
+            Workload::W4 => bench.w4(),
+            Workload::W5 => bench.w5(),
+            Workload::W6 => bench.w6(),
         };
         match result {
             Ok(mut wr) => {
                 for c in &mut wr.contenders {
                     c.finish();
                 }
-                bench.add_ratios(&mut wr);
+                plan::add_ratios(w, &mut wr);
                 bench.workloads.push(wr);
             }
-            Err(e) => bench.notes.push(format!("{w} could not run: {e:#}")),
+            Err(e) => bench.notes.push(format!("{} could not run: {e:#}", w.id())),
         }
     }
     // Stop the servers before writing (and before the temp dir goes).
@@ -353,13 +319,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     bench.bar.finish_and_clear();
 
     machine.loadavg_end = report::loadavg();
-    let targets = targets(&bench.workloads);
+    let targets = plan::grade_all(&bench.workloads);
     let results = BenchResults {
         started_at: started_at.clone(),
         seconds: started.elapsed().as_secs_f64(),
         machine,
         settings: serde_json::json!({
-            "workloads": wanted,
+            "workloads": wanted.iter().map(|w| w.id()).collect::<Vec<_>>(),
             "quick": args.quick,
             "runs": runs,
             "sizes": sizes,
@@ -402,20 +368,15 @@ fn version_line(bin: &Path, flag: &str) -> Option<String> {
 }
 
 /// The progress bar: one step per contender run (and one for the limits).
-fn progress(wanted: &[String], runs: usize, limits: bool) -> ProgressBar {
+fn progress(wanted: &[Workload], runs: usize, limits: bool) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let per_round = |w: &str| match w {
-        "W1" => 8,
-        "W2" => 4,
-        "W3" => 4,
-        "W4" => 3,
-        "W5" => 2,
-        _ => 5,
-    };
-    let steps: usize =
-        wanted.iter().map(|w| per_round(w) * runs).sum::<usize>() + usize::from(limits);
+    let steps: usize = wanted
+        .iter()
+        .map(|w| w.contenders().len() * runs)
+        .sum::<usize>()
+        + usize::from(limits);
     let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} {msg}")
@@ -506,82 +467,63 @@ impl Bench {
     }
 
     /// The endpoint of a network contender (starting its server if needed).
-    fn endpoint(&mut self, spec: Spec) -> anyhow::Result<Endpoint> {
-        Ok(match spec {
-            Spec::Tcp(_) => Endpoint::Tcp(self.main_server()?.tcp.clone()),
-            Spec::Http(_) => Endpoint::Http(self.main_server()?.http.clone()),
-            Spec::Redis(p) | Spec::RedisBenchmark(p) => {
+    fn endpoint(&mut self, who: Who) -> anyhow::Result<Endpoint> {
+        Ok(match who {
+            Who::Tcp(_) => Endpoint::Tcp(self.main_server()?.tcp.clone()),
+            Who::Http(_) => Endpoint::Http(self.main_server()?.http.clone()),
+            Who::Redis(p) | Who::RedisBenchmark(p) => {
                 Endpoint::Redis(format!("127.0.0.1:{}", self.redis(p)?))
             }
+            other => anyhow::bail!("{} is not a network contender", other.name()),
         })
     }
 
-    /// The contenders to run: Redis ones only when Redis is available.
-    fn available(&self, specs: &[Spec]) -> Vec<Spec> {
-        specs
+    /// The contenders of `w` that can run here (peers only when their
+    /// programs are available).
+    fn available(&self, w: Workload) -> Vec<Who> {
+        w.contenders()
             .iter()
             .copied()
-            .filter(|s| match s {
-                Spec::Redis(_) => self.redis_bin.is_some(),
-                Spec::RedisBenchmark(_) => {
-                    self.redis_bin.is_some() && self.redis_benchmark.is_some()
-                }
-                _ => true,
+            .filter(|c| match c.needs() {
+                Needs::Nothing => true,
+                Needs::Redis => self.redis_bin.is_some(),
+                Needs::RedisBenchmark => self.redis_bin.is_some() && self.redis_benchmark.is_some(),
+                Needs::Python => self.python.is_some(),
             })
             .collect()
     }
 
-    /// Runs `specs` in rounds with the load `shape` (`target` and `ack`
-    /// filled per contender).
+    /// The round loop every workload shares: `runs` rounds, each running
+    /// every available contender of `w` once in a fixed order; `one` runs a
+    /// contender once and returns its figure and a line for the user. A
+    /// failed run is recorded as that contender's failure and the rounds go
+    /// on.
     fn rounds(
         &mut self,
-        id: &str,
-        specs: &[Spec],
-        keys: &Arc<KeySpace>,
-        shape: &LoadConfig,
+        w: Workload,
+        mut one: impl FnMut(&mut Bench, usize, Who) -> anyhow::Result<(RunFigure, String)>,
     ) -> Vec<Contender> {
-        let mut contenders: Vec<Contender> = specs
+        let who = self.available(w);
+        let mut contenders: Vec<Contender> = who
             .iter()
-            .map(|s| Contender::new(s.name(), s.peer()))
+            .map(|c| Contender::new(c.name(), c.peer()))
             .collect();
         for run in 0..self.runs {
-            for (spec, contender) in specs.iter().zip(contenders.iter_mut()) {
+            for (&c, contender) in who.iter().zip(contenders.iter_mut()) {
                 self.step(format!(
-                    "{id} round {}/{}: {}",
+                    "{} round {}/{}: {}",
+                    w.id(),
                     run + 1,
                     self.runs,
                     contender.name
                 ));
-                let outcome = self.endpoint(*spec).and_then(|target| {
-                    let mut cfg = shape.clone();
-                    cfg.target = target;
-                    cfg.ack = match spec {
-                        Spec::Tcp(a) | Spec::Http(a) => *a,
-                        Spec::Redis(_) | Spec::RedisBenchmark(_) => AckMode::None,
-                    };
-                    if let (Spec::RedisBenchmark(_), Endpoint::Redis(addr)) = (spec, &cfg.target) {
-                        return self.redis_benchmark(addr, &cfg);
-                    }
-                    self.load(&cfg, keys)
-                });
-                match outcome {
-                    Ok(r) => {
-                        self.say(format!(
-                            "{id} {}: {} events/s, p99 {:.3} ms, errors {}",
-                            contender.name,
-                            si(r.events_per_s),
-                            r.p99_ms,
-                            r.errors
-                        ));
-                        let with_latency = !matches!(spec, Spec::RedisBenchmark(_));
-                        let mut fig = RunFigure::from_load(run, &r, with_latency);
-                        if let Some(rate) = r.config["rate"].as_f64() {
-                            fig.extra.insert("offered_rate".into(), rate);
-                        }
+                match one(self, run, c) {
+                    Ok((fig, line)) => {
+                        self.say(format!("{} {}: {line}", w.id(), contender.name));
                         contender.runs.push(fig);
                     }
                     Err(e) => {
-                        self.say(format!("{id} {}: failed: {e:#}", contender.name));
+                        self.say(format!("{} {}: failed: {e:#}", w.id(), contender.name));
                         contender.failures.push(format!("round {}: {e:#}", run + 1));
                     }
                 }
@@ -589,6 +531,53 @@ impl Bench {
             }
         }
         contenders
+    }
+
+    /// A workload's results with its id and title.
+    fn result(
+        w: Workload,
+        shape: String,
+        contenders: Vec<Contender>,
+        notes: Vec<String>,
+    ) -> WorkloadResult {
+        WorkloadResult {
+            id: w.id().into(),
+            title: w.title().into(),
+            shape,
+            contenders,
+            ratios: Vec::new(),
+            notes,
+        }
+    }
+
+    /// One closed-loop run of a network contender with the load `shape`
+    /// (`target` and `ack` filled in for it).
+    fn network_run(
+        &mut self,
+        run: usize,
+        who: Who,
+        keys: &Arc<KeySpace>,
+        shape: &LoadConfig,
+    ) -> anyhow::Result<(RunFigure, String)> {
+        let mut cfg = shape.clone();
+        cfg.target = self.endpoint(who)?;
+        cfg.ack = ack_of(who);
+        let r = match (who, &cfg.target) {
+            (Who::RedisBenchmark(_), Endpoint::Redis(addr)) => self.redis_benchmark(addr, &cfg)?,
+            _ => self.load(&cfg, keys)?,
+        };
+        let line = format!(
+            "{} events/s, p99 {:.3} ms, errors {}",
+            si(r.events_per_s),
+            r.p99_ms,
+            r.errors
+        );
+        let with_latency = !matches!(who, Who::RedisBenchmark(_));
+        let mut fig = RunFigure::from_load(run, &r, with_latency);
+        if let Some(rate) = r.config["rate"].as_f64() {
+            fig.extra.insert("offered_rate".into(), rate);
+        }
+        Ok((fig, line))
     }
 
     /// Runs one load; a run in which a connection failed is an error
@@ -628,19 +617,6 @@ impl Bench {
             seed: 42,
             progress: false,
         }
-    }
-
-    fn w1_specs(&self) -> Vec<Spec> {
-        self.available(&[
-            Spec::Tcp(AckMode::None),
-            Spec::Tcp(AckMode::Applied),
-            Spec::Tcp(AckMode::Durable),
-            Spec::Http(AckMode::Durable),
-            Spec::Redis(RedisPersistence::None),
-            Spec::RedisBenchmark(RedisPersistence::None),
-            Spec::Redis(RedisPersistence::EverySec),
-            Spec::Redis(RedisPersistence::Always),
-        ])
     }
 
     /// `redis-benchmark -t incr -P B -c C -n N -r K -q` against `addr`: the
@@ -689,300 +665,196 @@ impl Bench {
         let events = self.sizes.w1_events;
         let shape = self.shape(events, Dist::Uniform, GenOp::Incr, 1000, 8);
         let keys = Arc::clone(&self.keys_100k);
-        let specs = self.w1_specs();
-        let contenders = self.rounds("W1", &specs, &keys, &shape);
-        Ok(WorkloadResult {
-            id: "W1".into(),
-            title: "counters".into(),
-            shape: format!(
+        let contenders = self.rounds(Workload::W1, |b, run, who| {
+            b.network_run(run, who, &keys, &shape)
+        });
+        Ok(Self::result(
+            Workload::W1,
+            format!(
                 "`incr` by 1 on 100,000 keys, uniform; {events} events, batches of 1,000, 8 connections, 16 frames in flight per connection (HTTP: one request per connection); Redis: pipelined `INCRBY key 1`, pipeline = batch, same window."
             ),
             contenders,
-            ratios: Vec::new(),
-            notes: Vec::new(),
-        })
+            Vec::new(),
+        ))
     }
 
     fn w2(&mut self) -> anyhow::Result<WorkloadResult> {
         let events = self.sizes.w2_events;
         let keys = Arc::new(KeySpace::new("doc:", self.sizes.w2_keys)?);
         let shape = self.shape(events, Dist::Zipf, GenOp::Merge, 500, 8);
-        let specs = self.available(&[
-            Spec::Tcp(AckMode::Durable),
-            Spec::Tcp(AckMode::Applied),
-            Spec::Redis(RedisPersistence::None),
-            Spec::Redis(RedisPersistence::Always),
-        ]);
-        let contenders = self.rounds("W2", &specs, &keys, &shape);
-        Ok(WorkloadResult {
-            id: "W2".into(),
-            title: "documents".into(),
-            shape: format!(
+        let contenders = self.rounds(Workload::W2, |b, run, who| {
+            b.network_run(run, who, &keys, &shape)
+        });
+        Ok(Self::result(
+            Workload::W2,
+            format!(
                 "`merge` of a ~200-byte JSON patch into {} keys, zipf 0.99; {events} events, batches of 500, 8 connections; Redis: `HSET key doc <patch>` (stores the patch, does not merge it: cheaper work than Statecraft's).",
                 self.sizes.w2_keys
             ),
             contenders,
-            ratios: Vec::new(),
-            notes: Vec::new(),
-        })
+            Vec::new(),
+        ))
     }
 
     fn w3(&mut self) -> anyhow::Result<WorkloadResult> {
-        let specs = self.available(&[
-            Spec::Tcp(AckMode::Durable),
-            Spec::Tcp(AckMode::Applied),
-            Spec::Redis(RedisPersistence::None),
-            Spec::Redis(RedisPersistence::Always),
-        ]);
         let keys = Arc::clone(&self.keys_100k);
         let probe_events = self.sizes.w3_probe_events;
         let seconds = self.sizes.w3_seconds;
-        let mut contenders: Vec<Contender> = specs
-            .iter()
-            .map(|s| Contender::new(s.name(), s.peer()))
-            .collect();
-        for run in 0..self.runs {
-            for (spec, contender) in specs.iter().zip(contenders.iter_mut()) {
-                self.step(format!(
-                    "W3 round {}/{}: {}",
-                    run + 1,
-                    self.runs,
-                    contender.name
-                ));
-                let outcome = (|| -> anyhow::Result<(LoadReport, f64)> {
-                    let target = self.endpoint(*spec)?;
-                    let ack = match spec {
-                        Spec::Tcp(a) | Spec::Http(a) => *a,
-                        _ => AckMode::None,
-                    };
-                    // W1's maximum, measured right before (the machine's
-                    // capacity drifts): a closed-loop W1-shaped probe.
-                    let mut probe = self.shape(probe_events, Dist::Uniform, GenOp::Incr, 1000, 8);
-                    probe.target = target.clone();
-                    probe.ack = ack;
-                    let max = self.load(&probe, &keys)?.events_per_s;
-                    let rate = max * 0.5;
-                    let events = ((rate * seconds) as u64).max(8_000);
-                    let mut cfg = self.shape(events, Dist::Uniform, GenOp::Incr, 1000, 8);
-                    cfg.target = target;
-                    cfg.ack = ack;
-                    cfg.rate = Some(rate);
-                    Ok((self.load(&cfg, &keys)?, max))
-                })();
-                match outcome {
-                    Ok((r, max)) => {
-                        self.say(format!(
-                            "W3 {}: {} events/s offered (max {}), p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
-                            contender.name,
-                            si(r.config["rate"].as_f64().unwrap_or(0.0)),
-                            si(max),
-                            r.p50_ms,
-                            r.p99_ms,
-                            r.p999_ms
-                        ));
-                        let mut fig = RunFigure::from_load(run, &r, true);
-                        fig.extra.insert("max_probe_per_s".into(), max);
-                        fig.extra.insert(
-                            "offered_rate".into(),
-                            r.config["rate"].as_f64().unwrap_or(0.0),
-                        );
-                        contender.runs.push(fig);
-                    }
-                    Err(e) => {
-                        self.say(format!("W3 {}: failed: {e:#}", contender.name));
-                        contender.failures.push(format!("round {}: {e:#}", run + 1));
-                    }
-                }
-                self.done_step();
-            }
-        }
-        Ok(WorkloadResult {
-            id: "W3".into(),
-            title: "latency at 50 % of W1's maximum".into(),
-            shape: format!(
+        let contenders = self.rounds(Workload::W3, |b, run, who| {
+            let target = b.endpoint(who)?;
+            let ack = ack_of(who);
+            // W1's maximum, measured right before (the machine's capacity
+            // drifts): a closed-loop W1-shaped probe.
+            let mut probe = b.shape(probe_events, Dist::Uniform, GenOp::Incr, 1000, 8);
+            probe.target = target.clone();
+            probe.ack = ack;
+            let max = b.load(&probe, &keys)?.events_per_s;
+            let rate = max * 0.5;
+            let events = ((rate * seconds) as u64).max(8_000);
+            let mut cfg = b.shape(events, Dist::Uniform, GenOp::Incr, 1000, 8);
+            cfg.target = target;
+            cfg.ack = ack;
+            cfg.rate = Some(rate);
+            let r = b.load(&cfg, &keys)?;
+            let offered = r.config["rate"].as_f64().unwrap_or(0.0);
+            let line = format!(
+                "{} events/s offered (max {}), p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
+                si(offered),
+                si(max),
+                r.p50_ms,
+                r.p99_ms,
+                r.p999_ms
+            );
+            let mut fig = RunFigure::from_load(run, &r, true);
+            fig.extra.insert("max_probe_per_s".into(), max);
+            fig.extra.insert("offered_rate".into(), offered);
+            Ok((fig, line))
+        });
+        Ok(Self::result(
+            Workload::W3,
+            format!(
                 "W1's shape, open loop at a fixed rate of half of W1's maximum for {seconds:.0} s. The maximum is measured right before each run (a closed-loop W1-shaped probe of {probe_events} events on the same contender), because this machine's capacity drifts with its neighbours' load. Latency counts from each frame's scheduled send time whenever the target held the sender back (no coordinated omission)."
             ),
             contenders,
-            ratios: Vec::new(),
-            notes: Vec::new(),
-        })
+            Vec::new(),
+        ))
     }
 
     fn w4(&mut self) -> anyhow::Result<WorkloadResult> {
-        const QUEUE_EVENTS: usize = 4096;
-        const QUEUE_BYTES: u64 = 8 << 20;
         let conns = self.sizes.w4_connections;
         let events = self.sizes.w4_events;
-        let flags = |f: &[&str]| f.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
-        let variants: [(&str, &str, Vec<String>); 3] = [
-            (
-                "statecraft tcp durable, fixed capacity, reject",
-                "fixed-reject",
-                flags(&["--overflow", "reject"]),
-            ),
-            (
-                "statecraft tcp durable, adaptive capacity, reject",
-                "adaptive-reject",
-                flags(&[
-                    "--overflow",
-                    "reject",
-                    "--adaptive",
-                    "--target-wait-ms",
-                    "1",
-                    "--min-capacity",
-                    "512",
-                    "--max-capacity",
-                    "65536",
-                ]),
-            ),
-            (
-                "statecraft tcp durable, fixed capacity, block 100 ms",
-                "fixed-block",
-                flags(&["--overflow", "block", "--block-timeout-ms", "100"]),
-            ),
-        ];
-        let mut contenders: Vec<Contender> = variants
-            .iter()
-            .map(|(n, _, _)| Contender::new(*n, Peer::Statecraft))
-            .collect();
         let keys = Arc::clone(&self.keys_100k);
         let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
-        for run in 0..self.runs {
-            for ((name, tag, flags), contender) in variants.iter().zip(contenders.iter_mut()) {
-                self.step(format!("W4 round {}/{}: {name}", run + 1, self.runs));
-                let outcome = (|| -> anyhow::Result<RunFigure> {
-                    let dir = self.tmp.path().join(format!("w4-{run}-{tag}"));
-                    let log = self.tmp.path().join(format!("w4-{run}-{tag}.log"));
-                    let mut extra = vec![
-                        "--queue-capacity".to_owned(),
-                        QUEUE_EVENTS.to_string(),
-                        "--queue-capacity-bytes".to_owned(),
-                        QUEUE_BYTES.to_string(),
-                    ];
-                    extra.extend(flags.iter().cloned());
-                    let server =
-                        ServeProc::spawn(&self.exe, &dir, &extra, &log, Duration::from_secs(60))?;
-                    // Warm up (every key exists), then take the baseline RSS.
-                    let mut warm = self.shape(200_000, Dist::Uniform, GenOp::Incr, 1000, 8);
-                    warm.target = Endpoint::Tcp(server.tcp.clone());
-                    self.load(&warm, &keys)?;
-                    let base_kib = procs::proc_status_kib(server.pid(), "VmRSS").unwrap_or(0);
-                    let mut cfg = self.shape(events, Dist::Uniform, GenOp::Incr, 1000, conns);
-                    cfg.target = Endpoint::Tcp(server.tcp.clone());
-                    let r = self.load(&cfg, &keys)?;
-                    let peak_kib = procs::proc_status_kib(server.pid(), "VmHWM").unwrap_or(0);
-                    let addr = server.http.trim_start_matches("http://").to_owned();
-                    let up = procs::healthz_ok(&addr);
-                    server.stop(Duration::from_secs(10));
-                    let _ = std::fs::remove_dir_all(&dir);
-                    let mut fig = RunFigure::from_load(run, &r, true);
-                    let queue_bound_mib = shards as f64 * QUEUE_BYTES as f64 / (1 << 20) as f64;
-                    fig.extra.insert("offered_per_s".into(), r.events_per_s);
-                    fig.extra.insert("admitted_per_s".into(), r.ok_per_s);
-                    fig.extra
-                        .insert("admitted_p99_ms".into(), r.ok_latency.p99_ms);
-                    fig.extra
-                        .insert("baseline_rss_mib".into(), base_kib as f64 / 1024.0);
-                    fig.extra
-                        .insert("peak_rss_mib".into(), peak_kib as f64 / 1024.0);
-                    fig.extra.insert("queue_bound_mib".into(), queue_bound_mib);
-                    fig.extra
-                        .insert("stayed_up".into(), if up { 1.0 } else { 0.0 });
-                    Ok(fig)
-                })();
-                match outcome {
-                    Ok(fig) => {
-                        self.say(format!(
-                            "W4 {name}: offered {} events/s, admitted {} events/s, admitted p99 {:.3} ms, peak RSS {:.0} MiB",
-                            si(fig.events_per_s),
-                            si(fig.ok_per_s),
-                            fig.ok_latency.map_or(0.0, |l| l.p99_ms),
-                            fig.extra["peak_rss_mib"]
-                        ));
-                        contender.runs.push(fig);
-                    }
-                    Err(e) => {
-                        self.say(format!("W4 {name}: failed: {e:#}"));
-                        contender.failures.push(format!("round {}: {e:#}", run + 1));
-                    }
-                }
-                self.done_step();
-            }
-        }
-        Ok(WorkloadResult {
-            id: "W4".into(),
-            title: "overload".into(),
-            shape: format!(
-                "W1's events offered closed-loop as fast as {conns} connections × 16 frames of 1,000 can go ({events} events, ack=durable) to a fresh server with small queues (--queue-capacity {QUEUE_EVENTS} events and {} MiB per shard); 'ok/s' is the admitted rate, its latency the admitted events' latency (extras: admitted_p99_ms).",
-                QUEUE_BYTES >> 20
+        let contenders = self.rounds(Workload::W4, |b, run, who| {
+            let Who::Overload(variant) = who else {
+                anyhow::bail!("{} is not a W4 contender", who.name());
+            };
+            let fig = b.w4_run(run, variant, &keys, conns, events, shards)?;
+            let line = format!(
+                "offered {} events/s, admitted {} events/s, admitted p99 {:.3} ms, peak RSS {:.0} MiB",
+                si(fig.events_per_s),
+                si(fig.ok_per_s),
+                fig.ok_latency.map_or(0.0, |l| l.p99_ms),
+                fig.extra["peak_rss_mib"]
+            );
+            Ok((fig, line))
+        });
+        Ok(Self::result(
+            Workload::W4,
+            format!(
+                "W1's events offered closed-loop as fast as {conns} connections × 16 frames of 1,000 can go ({events} events, ack=durable) to a fresh server with small queues (--queue-capacity {W4_QUEUE_EVENTS} events and {} MiB per shard); 'ok/s' is the admitted rate, its latency the admitted events' latency (extras: admitted_p99_ms).",
+                W4_QUEUE_BYTES >> 20
             ),
             contenders,
-            ratios: Vec::new(),
-            notes: vec![
+            vec![
                 "Adaptive capacity: `--adaptive --target-wait-ms 1 --min-capacity 512 --max-capacity 65536` (per shard), against fixed capacity 4,096 events per shard; the queue bytes bound is the same for all.".into(),
                 format!(
                     "Memory: baseline_rss_mib is the server's RSS after a warm-up (every key exists), peak_rss_mib its VmHWM after the overload; queue_bound_mib = shards × --queue-capacity-bytes ({shards} × {} MiB). Statecraft has no setting that bounds its total memory, so 'within the configured bound' cannot be graded; the growth over the baseline is the figure to watch.",
-                    QUEUE_BYTES >> 20
+                    W4_QUEUE_BYTES >> 20
                 ),
                 "The client cannot offer 10× the engine's commit rate on this machine (it shares the cores): the offered rate is what it reached; 'offered/admitted' says how far past capacity that was.".into(),
             ],
-        })
+        ))
+    }
+
+    /// One W4 run: a fresh server of `variant`, a warm-up, the baseline
+    /// RSS, the overload, the peak RSS and whether it still answers.
+    fn w4_run(
+        &mut self,
+        run: usize,
+        variant: Overload,
+        keys: &Arc<KeySpace>,
+        conns: usize,
+        events: u64,
+        shards: usize,
+    ) -> anyhow::Result<RunFigure> {
+        let tag = variant.tag();
+        let dir = self.tmp.path().join(format!("w4-{run}-{tag}"));
+        let log = self.tmp.path().join(format!("w4-{run}-{tag}.log"));
+        let mut extra = vec![
+            "--queue-capacity".to_owned(),
+            W4_QUEUE_EVENTS.to_string(),
+            "--queue-capacity-bytes".to_owned(),
+            W4_QUEUE_BYTES.to_string(),
+        ];
+        extra.extend(variant.flags().iter().map(|f| (*f).to_owned()));
+        let server = ServeProc::spawn(&self.exe, &dir, &extra, &log, Duration::from_secs(60))?;
+        // Warm up (every key exists), then take the baseline RSS.
+        let mut warm = self.shape(200_000, Dist::Uniform, GenOp::Incr, 1000, 8);
+        warm.target = Endpoint::Tcp(server.tcp.clone());
+        self.load(&warm, keys)?;
+        let base_kib = procs::proc_status_kib(server.pid(), "VmRSS").unwrap_or(0);
+        let mut cfg = self.shape(events, Dist::Uniform, GenOp::Incr, 1000, conns);
+        cfg.target = Endpoint::Tcp(server.tcp.clone());
+        let r = self.load(&cfg, keys)?;
+        let peak_kib = procs::proc_status_kib(server.pid(), "VmHWM").unwrap_or(0);
+        let addr = server.http.trim_start_matches("http://").to_owned();
+        let up = procs::healthz_ok(&addr);
+        server.stop(Duration::from_secs(10));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut fig = RunFigure::from_load(run, &r, true);
+        let queue_bound_mib = shards as f64 * W4_QUEUE_BYTES as f64 / (1 << 20) as f64;
+        fig.extra.insert("offered_per_s".into(), r.events_per_s);
+        fig.extra.insert("admitted_per_s".into(), r.ok_per_s);
+        fig.extra
+            .insert("admitted_p99_ms".into(), r.ok_latency.p99_ms);
+        fig.extra
+            .insert("baseline_rss_mib".into(), base_kib as f64 / 1024.0);
+        fig.extra
+            .insert("peak_rss_mib".into(), peak_kib as f64 / 1024.0);
+        fig.extra.insert("queue_bound_mib".into(), queue_bound_mib);
+        fig.extra
+            .insert("stayed_up".into(), if up { 1.0 } else { 0.0 });
+        Ok(fig)
     }
 
     fn w5(&mut self) -> anyhow::Result<WorkloadResult> {
         let n = self.sizes.w5_keys;
         let keys = Arc::new(KeySpace::new("cold:", n)?);
-        let mut contenders = vec![Contender::new(
-            "statecraft (durable, kill -9)",
-            Peer::Statecraft,
-        )];
-        if self.redis_bin.is_some() {
-            contenders.push(Contender::new("redis aof always (kill -9)", Peer::Redis));
-        }
-        for run in 0..self.runs {
-            for (i, contender) in contenders.iter_mut().enumerate() {
-                self.step(format!(
-                    "W5 round {}/{}: {}",
-                    run + 1,
-                    self.runs,
-                    contender.name
-                ));
-                let outcome = if i == 0 {
-                    self.w5_statecraft(run, &keys)
-                } else {
-                    self.w5_redis(run, &keys)
-                };
-                match outcome {
-                    Ok(fig) => {
-                        self.say(format!(
-                            "W5 {}: wrote {} keys at {} events/s; ready {:.0} ms after restart; cold read p99 {:.3} ms",
-                            contender.name,
-                            n,
-                            si(fig.events_per_s),
-                            fig.extra["ready_ms"],
-                            fig.extra["cold_read_p99_ms"]
-                        ));
-                        contender.runs.push(fig);
-                    }
-                    Err(e) => {
-                        self.say(format!("W5 {}: failed: {e:#}", contender.name));
-                        contender.failures.push(format!("round {}: {e:#}", run + 1));
-                    }
-                }
-                self.done_step();
-            }
-        }
-        Ok(WorkloadResult {
-            id: "W5".into(),
-            title: "recovery".into(),
-            shape: format!(
+        let contenders = self.rounds(Workload::W5, |b, run, who| {
+            let fig = match who {
+                Who::RecoveryStatecraft => b.w5_statecraft(run, &keys)?,
+                Who::RecoveryRedis => b.w5_redis(run, &keys)?,
+                other => anyhow::bail!("{} is not a W5 contender", other.name()),
+            };
+            let line = format!(
+                "wrote {} keys at {} events/s; ready {:.0} ms after restart; cold read p99 {:.3} ms",
+                n,
+                si(fig.events_per_s),
+                fig.extra["ready_ms"],
+                fig.extra["cold_read_p99_ms"]
+            );
+            Ok((fig, line))
+        });
+        Ok(Self::result(
+            Workload::W5,
+            format!(
                 "{n} keys written once each (`incr`, ack=durable / Redis `INCRBY` with appendfsync always; batches of 1,000, 8 connections), then `kill -9`, restart on the same data; ready_ms = spawn → first /healthz 200 (Redis: first PONG); then the first read of {} random keys, one at a time (HTTP GET / RESP GET), each checked for its value.",
                 self.sizes.w5_reads
             ),
             contenders,
-            ratios: Vec::new(),
-            notes: vec!["events/s is the write phase's rate; the latency columns are the write phase's; ready_ms and cold_read_* are the recovery figures.".into()],
-        })
+            vec!["events/s is the write phase's rate; the latency columns are the write phase's; ready_ms and cold_read_* are the recovery figures.".into()],
+        ))
     }
 
     fn w5_statecraft(&mut self, run: usize, keys: &Arc<KeySpace>) -> anyhow::Result<RunFigure> {
@@ -1057,191 +929,80 @@ impl Bench {
 
     fn w6(&mut self) -> anyhow::Result<WorkloadResult> {
         let events = self.sizes.w6_events;
-        let mut contenders = vec![
-            Contender::new("statecraft in-process ack=none", Peer::Statecraft),
-            Contender::new("statecraft in-process ack=applied", Peer::Statecraft),
-            Contender::new("statecraft in-process ack=durable", Peer::Statecraft),
-        ];
-        if self.python.is_some() {
-            contenders.push(Contender::new(
-                "python asyncio, get_nowait drain (4 workers)",
-                Peer::Python,
-            ));
-            contenders.push(Contender::new(
-                "python asyncio, wait_for per item (4 workers)",
-                Peer::Python,
-            ));
-        }
         let keys = Arc::clone(&self.keys_100k);
-        for run in 0..self.runs {
-            for (i, contender) in contenders.iter_mut().enumerate() {
-                self.step(format!(
-                    "W6 round {}/{}: {}",
-                    run + 1,
-                    self.runs,
-                    contender.name
-                ));
-                let outcome = match i {
-                    0..=2 => {
-                        let ack = [AckMode::None, AckMode::Applied, AckMode::Durable][i];
-                        let dir = self.tmp.path().join(format!("w6-{run}"));
-                        let r = inproc::run_engine(
-                            &keys,
-                            events,
-                            1000,
-                            ack,
-                            (ack == AckMode::Durable).then_some(dir.as_path()),
-                            42 + run as u64,
-                        );
-                        let _ = std::fs::remove_dir_all(&dir);
-                        r.map(|r| RunFigure::from_load(run, &r, false))
-                    }
-                    _ => {
-                        let (mode, n) = if i == 3 {
-                            ("drain", self.sizes.python_drain_events)
-                        } else {
-                            ("wait_for", self.sizes.python_wait_for_events)
-                        };
-                        let python = self.python.clone().context("python is not available")?;
-                        inproc::run_python(
-                            &python,
-                            self.tmp.path(),
-                            n,
-                            100_000,
-                            mode,
-                            Duration::from_secs(600),
-                        )
-                        .map(|p| RunFigure {
-                            run,
-                            events: p.events,
-                            seconds: p.seconds,
-                            events_per_s: p.events_per_s,
-                            ok_per_s: p.events_per_s,
-                            ..RunFigure::default()
-                        })
-                    }
-                };
-                match outcome {
-                    Ok(fig) => {
-                        self.say(format!(
-                            "W6 {}: {} events/s",
-                            contender.name,
-                            si(fig.events_per_s)
-                        ));
-                        contender.runs.push(fig);
-                    }
-                    Err(e) => {
-                        self.say(format!("W6 {}: failed: {e:#}", contender.name));
-                        contender.failures.push(format!("round {}: {e:#}", run + 1));
+        let contenders = self.rounds(Workload::W6, |b, run, who| {
+            let fig = match who {
+                Who::InProc(ack) => {
+                    let dir = b.tmp.path().join(format!("w6-{run}"));
+                    let r = inproc::run_engine(
+                        &keys,
+                        events,
+                        1000,
+                        ack,
+                        (ack == AckMode::Durable).then_some(dir.as_path()),
+                        42 + run as u64,
+                    );
+                    let _ = std::fs::remove_dir_all(&dir);
+                    RunFigure::from_load(run, &r?, false)
+                }
+                Who::PythonDrain | Who::PythonWaitFor => {
+                    let (mode, n) = if who == Who::PythonDrain {
+                        ("drain", b.sizes.python_drain_events)
+                    } else {
+                        ("wait_for", b.sizes.python_wait_for_events)
+                    };
+                    let python = b.python.clone().context("python is not available")?;
+                    let p = inproc::run_python(
+                        &python,
+                        b.tmp.path(),
+                        n,
+                        100_000,
+                        mode,
+                        Duration::from_secs(600),
+                    )?;
+                    RunFigure {
+                        run,
+                        events: p.events,
+                        seconds: p.seconds,
+                        events_per_s: p.events_per_s,
+                        ok_per_s: p.events_per_s,
+                        ..RunFigure::default()
                     }
                 }
-                self.done_step();
-            }
-        }
-        Ok(WorkloadResult {
-            id: "W6".into(),
-            title: "in-process".into(),
-            shape: format!(
+                other => anyhow::bail!("{} is not a W6 contender", other.name()),
+            };
+            let line = format!("{} events/s", si(fig.events_per_s));
+            Ok((fig, line))
+        });
+        Ok(Self::result(
+            Workload::W6,
+            format!(
                 "W1 through the library API, no network: {events} `incr` events on 100,000 uniform keys in batches of 1,000, built before the clock starts, 64 submissions in flight (`Engine::enqueue` → `Ticket::wait`), default shards; durable on a fresh data dir. Python peer (bench/peers/asyncio_peer.py): the same key distribution, events generated in the script before its clock starts, {} events (drain) / {} events (wait_for), batches of 1,000, 5 ms deadline.",
                 self.sizes.python_drain_events, self.sizes.python_wait_for_events
             ),
             contenders,
-            ratios: Vec::new(),
-            notes: vec![
+            vec![
                 "Latency is not reported for W6 (pipelined submissions; throughput is the figure)."
                     .into(),
             ],
-        })
-    }
-
-    /// The ratios each workload reports.
-    fn add_ratios(&self, w: &mut WorkloadResult) {
-        let tcp = |a: AckMode| Spec::Tcp(a).name();
-        let redis = |p: RedisPersistence| Spec::Redis(p).name();
-        match w.id.as_str() {
-            "W1" => {
-                w.add_ratio(
-                    "tcp ack=applied / redis no persistence",
-                    &tcp(AckMode::Applied),
-                    &redis(RedisPersistence::None),
-                    "events_per_s",
-                );
-                w.add_ratio(
-                    "our redis client / redis-benchmark (same redis, same shape)",
-                    &redis(RedisPersistence::None),
-                    &Spec::RedisBenchmark(RedisPersistence::None).name(),
-                    "events_per_s",
-                );
-                w.add_ratio(
-                    "tcp ack=durable / redis no persistence",
-                    &tcp(AckMode::Durable),
-                    &redis(RedisPersistence::None),
-                    "events_per_s",
-                );
-                w.add_ratio(
-                    "tcp ack=durable / redis aof everysec",
-                    &tcp(AckMode::Durable),
-                    &redis(RedisPersistence::EverySec),
-                    "events_per_s",
-                );
-                w.add_ratio(
-                    "tcp ack=durable / redis aof always",
-                    &tcp(AckMode::Durable),
-                    &redis(RedisPersistence::Always),
-                    "events_per_s",
-                );
-                w.add_ratio(
-                    "http ack=durable / redis aof always",
-                    &Spec::Http(AckMode::Durable).name(),
-                    &redis(RedisPersistence::Always),
-                    "events_per_s",
-                );
-            }
-            "W2" => {
-                w.add_ratio(
-                    "tcp ack=applied / redis no persistence",
-                    &tcp(AckMode::Applied),
-                    &redis(RedisPersistence::None),
-                    "events_per_s",
-                );
-                w.add_ratio(
-                    "tcp ack=durable / redis aof always",
-                    &tcp(AckMode::Durable),
-                    &redis(RedisPersistence::Always),
-                    "events_per_s",
-                );
-            }
-            "W5" => {
-                w.add_ratio(
-                    "ready time: statecraft / redis aof always",
-                    "statecraft (durable, kill -9)",
-                    "redis aof always (kill -9)",
-                    "ready_ms",
-                );
-            }
-            "W6" => {
-                let drain = "python asyncio, get_nowait drain (4 workers)";
-                let wait_for = "python asyncio, wait_for per item (4 workers)";
-                for ack in ["applied", "durable"] {
-                    let name = format!("statecraft in-process ack={ack}");
-                    w.add_ratio(
-                        &format!("ack={ack} / python wait_for (textbook)"),
-                        &name,
-                        wait_for,
-                        "events_per_s",
-                    );
-                    w.add_ratio(
-                        &format!("ack={ack} / python drain"),
-                        &name,
-                        drain,
-                        "events_per_s",
-                    );
-                }
-            }
-            _ => {}
-        }
+        ))
     }
 }
+
+/// The ack mode a network contender is driven with (Redis peers: none).
+fn ack_of(who: Who) -> AckMode {
+    match who {
+        Who::Tcp(a) | Who::Http(a) => a,
+        _ => AckMode::None,
+    }
+}
+
+/// W4's queue capacity per shard, events: small, so that W1's offered load
+/// overflows it (BENCH.md: "small queues").
+const W4_QUEUE_EVENTS: usize = 4096;
+/// W4's queue capacity per shard, bytes (8 MiB): the same bound for every
+/// W4 variant, so their memory figures compare.
+const W4_QUEUE_BYTES: u64 = 8 << 20;
 
 /// `n` distinct random key indices below `len`.
 fn sample_keys(len: u64, n: usize, seed: u64) -> Vec<u64> {
@@ -1369,169 +1130,6 @@ fn w5_figure(
         .insert("data_mib".into(), bytes as f64 / (1 << 20) as f64);
     fig.extra.insert("keys".into(), write.events as f64);
     fig
-}
-
-/// BENCH.md's targets against this run's figures.
-fn targets(ws: &[WorkloadResult]) -> Vec<TargetCheck> {
-    let w = |id: &str| ws.iter().find(|w| w.id == id);
-    let median = |id: &str, name: &str| {
-        w(id)
-            .and_then(|w| w.contender(name))
-            .and_then(|c| c.median.clone())
-    };
-    let eps = |id: &str, name: &str| median(id, name).map(|m| m.events_per_s);
-    let mut out = Vec::new();
-    let mut check = |workload: &str, target: &str, figure: Option<String>, met: Option<bool>| {
-        out.push(TargetCheck {
-            workload: workload.into(),
-            target: target.into(),
-            figure: figure.unwrap_or_else(|| "not measured".into()),
-            met,
-        });
-    };
-    let at_least = |v: Option<f64>, min: f64| v.map(|v| v >= min);
-    let times = |v: Option<f64>| v.map(|v| format!("{v:.2}×"));
-
-    let w6a = eps("W6", "statecraft in-process ack=applied");
-    check(
-        "W6",
-        "in-process, ack=applied ≥ 10 M events/s",
-        w6a.map(|v| format!("{} events/s", si(v))),
-        at_least(w6a, 10e6),
-    );
-    let w6d = eps("W6", "statecraft in-process ack=durable");
-    check(
-        "W6",
-        "in-process, ack=durable ≥ 3 M events/s",
-        w6d.map(|v| format!("{} events/s", si(v))),
-        at_least(w6d, 3e6),
-    );
-
-    let r = w("W1").and_then(|w| w.ratio("tcp ack=applied / redis no persistence"));
-    check(
-        "W1",
-        "TCP ack=applied ≥ 2 × Redis pipelined INCRBY, no persistence",
-        times(r),
-        at_least(r, 2.0),
-    );
-    let r = w("W1").and_then(|w| w.ratio("tcp ack=durable / redis no persistence"));
-    check(
-        "W1",
-        "TCP ack=durable ≥ 1 × Redis no persistence",
-        times(r),
-        at_least(r, 1.0),
-    );
-    let r = w("W1").and_then(|w| w.ratio("tcp ack=durable / redis aof always"));
-    check(
-        "W1",
-        "TCP ack=durable ≥ 3 × Redis appendfsync always",
-        times(r),
-        at_least(r, 3.0),
-    );
-    let h = eps("W1", "statecraft http ack=durable");
-    check(
-        "W1",
-        "HTTP NDJSON ack=durable ≥ 1 M events/s",
-        h.map(|v| format!("{} events/s", si(v))),
-        at_least(h, 1e6),
-    );
-
-    let r = w("W6").and_then(|w| w.ratio("ack=applied / python wait_for (textbook)"));
-    check(
-        "W6",
-        "≥ 100 × the textbook Python design (wait_for per item)",
-        times(r),
-        at_least(r, 100.0),
-    );
-    let r = w("W6").and_then(|w| w.ratio("ack=applied / python drain"));
-    check(
-        "W6",
-        "≥ 10 × the draining Python design",
-        times(r),
-        at_least(r, 10.0),
-    );
-
-    let w3 = median("W3", "statecraft tcp ack=durable").and_then(|m| m.latency);
-    check(
-        "W3",
-        "durable ack latency p99 ≤ 2 ms, p999 ≤ 5 ms",
-        w3.map(|l| format!("p99 {:.3} ms, p999 {:.3} ms", l.p99_ms, l.p999_ms)),
-        w3.map(|l| l.p99_ms <= 2.0 && l.p999_ms <= 5.0),
-    );
-
-    let w4: Vec<(String, report::MedianFigure)> = w("W4")
-        .map(|w| {
-            w.contenders
-                .iter()
-                .filter_map(|c| Some((c.name.clone(), c.median.clone()?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let w3_p99 = w3.map(|l| l.p99_ms);
-    for (name, m) in &w4 {
-        let up = m.extra.get("stayed_up").copied().unwrap_or(0.0) >= 1.0;
-        let extra = |k: &str| m.extra.get(k).copied().unwrap_or(f64::NAN);
-        let p99 = m.ok_latency.map_or(f64::NAN, |l| l.p99_ms);
-        check(
-            "W4",
-            &format!("{name}: process stays up"),
-            Some(if up { "stayed up" } else { "DOWN" }.to_owned()),
-            Some(up),
-        );
-        check(
-            "W4",
-            &format!("{name}: RSS within the configured bound + 10 %"),
-            Some(format!(
-                "peak RSS {:.0} MiB (baseline {:.0} MiB + {:.0} MiB); queue bound {:.0} MiB; no total memory bound is configurable",
-                extra("peak_rss_mib"),
-                extra("baseline_rss_mib"),
-                extra("peak_rss_mib") - extra("baseline_rss_mib"),
-                extra("queue_bound_mib")
-            )),
-            None,
-        );
-        check(
-            "W4",
-            &format!("{name}: admitted p99 ≤ 2 × W3's durable p99"),
-            Some(format!(
-                "admitted p99 {p99:.3} ms vs 2 × {} ms",
-                w3_p99.map_or("?".into(), |v| format!("{v:.3}"))
-            )),
-            w3_p99.map(|w3| p99 <= 2.0 * w3),
-        );
-    }
-
-    let w5 = median("W5", "statecraft (durable, kill -9)");
-    let w5x = |k: &str| {
-        w5.as_ref()
-            .and_then(|m| m.extra.get(k).copied())
-            .unwrap_or(f64::NAN)
-    };
-    // The ready target is stated for 10 M keys: smaller runs are reported,
-    // not graded.
-    let full = w5x("keys") >= 10e6;
-    check(
-        "W5",
-        "ready ≤ 1 s with 10 M keys",
-        w5.as_ref()
-            .map(|_| format!("ready {:.0} ms with {} keys", w5x("ready_ms"), w5x("keys"))),
-        w5.as_ref()
-            .filter(|_| full)
-            .map(|_| w5x("ready_ms") <= 1000.0),
-    );
-    check(
-        "W5",
-        "cold read p99 ≤ 1 ms",
-        w5.as_ref().map(|_| {
-            format!(
-                "cold read p99 {:.3} ms (warm read p99 {:.3} ms: the HTTP round trip)",
-                w5x("cold_read_p99_ms"),
-                w5x("warm_read_p99_ms")
-            )
-        }),
-        w5.as_ref().map(|_| w5x("cold_read_p99_ms") <= 1.0),
-    );
-    out
 }
 
 #[cfg(test)]
