@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
@@ -40,6 +40,10 @@ pub(crate) const STORE_FD_RESERVE: u64 = 512;
 
 /// Most refused sockets being told why at once (the rest are just closed).
 pub(crate) const FAREWELL_MAX: usize = 64;
+
+/// Most bytes of a refused HTTP request head read (and discarded) before
+/// the 503 is written.
+pub(crate) const REFUSAL_HEAD_BYTES: usize = 8 << 10;
 
 /// How long a refused socket gets to read its refusal.
 pub(crate) const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -91,14 +95,45 @@ pub(crate) fn fd_budget(max_connections: usize, soft: u64) -> usize {
 
 /// Tells a refused socket why (`answer`, written as is) and closes it, in
 /// the background, if a farewell slot is free; otherwise closes it at once.
-pub(crate) fn farewell(shared: &Shared, mut stream: TcpStream, answer: Vec<u8>) {
+///
+/// With `wait_for_head` (HTTP), up to [`REFUSAL_HEAD_BYTES`] of the request
+/// head are read and discarded first (never parsed): an HTTP client treats
+/// an answer that arrives before its request was sent as a broken
+/// connection, not as the 503 it is.
+pub(crate) fn farewell(
+    shared: &Shared,
+    mut stream: TcpStream,
+    answer: Vec<u8>,
+    wait_for_head: bool,
+) {
     let Ok(slot) = Arc::clone(&shared.farewells).try_acquire_owned() else {
         return;
     };
     tokio::spawn(async move {
+        if wait_for_head {
+            let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+                let mut head = Vec::with_capacity(1024);
+                let mut scratch = [0u8; 1024];
+                while head.len() < REFUSAL_HEAD_BYTES && !head.windows(4).any(|w| w == b"\r\n\r\n")
+                {
+                    match stream.read(&mut scratch).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&scratch[..n]),
+                    }
+                }
+            })
+            .await;
+        }
+        // Answer, half-close, then discard what the client still sends
+        // until it closes (or the timeout): closing with unread input would
+        // reset the connection and could destroy the answer before the
+        // client reads it. Nothing read is parsed.
         let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
             stream.write_all(&answer).await?;
-            stream.shutdown().await
+            stream.shutdown().await?;
+            let mut scratch = [0u8; 4096];
+            while stream.read(&mut scratch).await? > 0 {}
+            Ok::<(), io::Error>(())
         })
         .await;
         drop(slot);
@@ -143,7 +178,7 @@ impl<S: Send + 'static> axum_server::accept::Accept<TcpStream, S> for HttpAccept
             }
             Err(_) => {
                 shared.counters.http_busy.fetch_add(1, Ordering::Relaxed);
-                farewell(shared, stream, http_refusal(shared.http_conn_limit));
+                farewell(shared, stream, http_refusal(shared.http_conn_limit), true);
                 std::future::ready(Err(io::Error::other("refused: too many HTTP connections")))
             }
         }

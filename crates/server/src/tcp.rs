@@ -15,8 +15,11 @@
 //!   `block`, `enqueue` waits, the reader stops reading, the kernel buffers
 //!   fill and TCP flow control stops the client. When the client does not
 //!   read its ACKs, the writer blocks, the channel fills, and the reader
-//!   stops too. Memory per connection is bounded by
-//!   `max_in_flight_frames × max_body_bytes`.
+//!   stops too. Memory per connection is bounded by a budget of
+//!   `max_in_flight_frames × max_body_bytes`: each frame is charged for its
+//!   bytes and its answers before it is admitted, and its charge comes back
+//!   when its ACK was written to the socket; a frame larger than the budget
+//!   takes all of it (one such frame at a time).
 //! - On stop, the reader reads no new frame; the writer answers every frame
 //!   already admitted, then sends `ERROR shutting_down` and closes. The
 //!   connection's [`TaskGuard`] is dropped only after that, so the engine
@@ -33,7 +36,7 @@ use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::codec::FramedRead;
 
 use crate::error::ServerError;
@@ -50,6 +53,25 @@ const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Flush the writer's buffer once it holds this much, even with more queued.
 const WRITE_CHUNK: usize = 256 << 10;
+
+/// The memory budget of a connection is counted in units of this many bytes.
+const BUDGET_UNIT: usize = 1024;
+
+/// What one event's answer may hold until its ACK is written, bytes: its
+/// decoded form or rejection, its result and its encoded ACK entry.
+const ANSWER_BYTES_PER_EVENT: usize = 160;
+
+/// A frame's charge against its connection's budget, in [`BUDGET_UNIT`]s:
+/// its bytes twice (read buffer and decoded events) plus its answers,
+/// at most the whole budget (one frame at a time then).
+fn frame_charge(frame_bytes: usize, events: usize, budget_units: u32) -> u32 {
+    let bytes = frame_bytes
+        .saturating_mul(2)
+        .saturating_add(events.saturating_mul(ANSWER_BYTES_PER_EVENT));
+    u32::try_from(bytes.div_ceil(BUDGET_UNIT))
+        .unwrap_or(u32::MAX)
+        .clamp(1, budget_units)
+}
 
 /// Runs the accept loop until the stop signal; then returns, after which the
 /// connections finish on their own (each holds its own guard).
@@ -108,7 +130,7 @@ pub(crate) async fn serve(
                 );
                 let mut buf = BytesMut::new();
                 protocol::put_json_frame(&mut buf, frame_type::ERROR, &err);
-                crate::conn::farewell(&shared, stream, buf.to_vec());
+                crate::conn::farewell(&shared, stream, buf.to_vec(), false);
             }
         }
     }
@@ -145,6 +167,9 @@ enum Outgoing {
         ticket: Ticket,
         /// When the events were admitted (the ack stage starts here).
         admitted: std::time::Instant,
+        /// The frame's share of the connection's memory budget, given back
+        /// once its ACK is written to the socket.
+        charge: OwnedSemaphorePermit,
     },
     /// An error (a malformed frame's answer, or the last word before closing).
     Error(ErrorFrame),
@@ -153,6 +178,8 @@ enum Outgoing {
         seq: u32,
         n: usize,
         results: tokio::task::JoinHandle<Vec<statecraft_engine::EventResult>>,
+        /// As in `Ticket`.
+        charge: OwnedSemaphorePermit,
     },
 }
 
@@ -213,6 +240,18 @@ impl Connection {
         let cfg = &self.shared.config;
         let mut default_ack: AckMode = cfg.engine.ack;
         let mut greeted = false;
+        // The connection's memory budget: max_in_flight × max_frame_bytes
+        // (docs/protocol.md), charged per frame for its input and its
+        // answers and given back as ACKs are written — a client that does
+        // not read its ACKs stops being read once its answers fill it.
+        let budget_units = u32::try_from(
+            cfg.max_in_flight_frames
+                .saturating_mul(cfg.max_body_bytes)
+                .div_ceil(BUDGET_UNIT),
+        )
+        .unwrap_or(u32::MAX)
+        .max(1);
+        let budget = Arc::new(Semaphore::new(budget_units as usize));
         // A client that sends no HELLO in time gives its slot back.
         let hello_deadline = tokio::time::sleep(cfg.hello_timeout);
         tokio::pin!(hello_deadline);
@@ -245,6 +284,7 @@ impl Connection {
                     return Stop::Broken;
                 }
             };
+            let raw_len = raw.body.len();
             let frame = match protocol::parse_client_frame(raw) {
                 Ok(f) => f,
                 Err(p) if greeted => {
@@ -346,6 +386,15 @@ impl Connection {
                         .counters
                         .tcp_events
                         .fetch_add(items.len() as u64, Ordering::Relaxed);
+                    let units = frame_charge(raw_len, items.len(), budget_units);
+                    let charge = tokio::select! {
+                        biased;
+                        _ = stop.recv() => return Stop::Shutdown,
+                        c = Arc::clone(&budget).acquire_many_owned(units) => match c {
+                            Ok(c) => c,
+                            Err(_) => return Stop::Broken,
+                        },
+                    };
                     let Some(engine) = self.shared.engine() else {
                         // Greeted implies the engine was open.
                         slot.send(Outgoing::Error(ErrorFrame {
@@ -376,6 +425,7 @@ impl Connection {
                             seq: ev.seq,
                             n,
                             results,
+                            charge,
                         });
                         continue;
                     }
@@ -398,6 +448,7 @@ impl Connection {
                                 seq: ev.seq,
                                 ticket,
                                 admitted,
+                                charge,
                             })
                         }
                         Err(EngineError::ShuttingDown) => {
@@ -427,6 +478,8 @@ impl Connection {
 /// answering everything queued) or the socket fails.
 async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, shared: Arc<Shared>) {
     let mut buf = BytesMut::with_capacity(64 << 10);
+    // Charges of the ACKs in `buf`: given back once `buf` is written.
+    let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
     while let Some(item) = rx.recv().await {
         match item {
             Outgoing::HelloOk(ok) => protocol::put_json_frame(&mut buf, frame_type::HELLO_OK, &ok),
@@ -434,7 +487,9 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, sh
                 seq,
                 ticket,
                 admitted,
+                charge,
             } => {
+                held.push(charge);
                 // Flush what is buffered before waiting: an ACK must not sit
                 // in our buffer while we wait for a later frame's results.
                 let mut results = std::pin::pin!(ticket.wait());
@@ -456,7 +511,13 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, sh
                 protocol::put_ack_frame(&mut buf, seq, &results);
                 shared.counters.tcp_frames.fetch_add(1, Ordering::Relaxed);
             }
-            Outgoing::Published { seq, n, results } => {
+            Outgoing::Published {
+                seq,
+                n,
+                results,
+                charge,
+            } => {
+                held.push(charge);
                 if !buf.is_empty() {
                     if wr.write_all(&buf).await.is_err() {
                         return;
@@ -487,6 +548,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, sh
                 return;
             }
             buf.clear();
+            held.clear();
         }
     }
     if !buf.is_empty() {

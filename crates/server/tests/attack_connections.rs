@@ -223,3 +223,75 @@ fn set_soft_nofile(soft: u64) {
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) };
     assert_eq!(rc, 0);
 }
+
+/// Resident memory of this process, bytes (Linux; 0 elsewhere).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_acks_holds_a_bounded_amount_of_memory() {
+    use bytes::BytesMut;
+    use statecraft_server::protocol::{self, frame_type};
+    const FRAME: usize = 256 << 10;
+    const IN_FLIGHT: usize = 16;
+    let mut cfg = config();
+    cfg.max_body_bytes = FRAME + 64;
+    cfg.max_in_flight_frames = IN_FLIGHT;
+    let running = start(cfg).await;
+    let mut s = TcpStream::connect(running.tcp_addr)
+        .await
+        .expect("connects");
+    let mut hello = BytesMut::new();
+    protocol::put_json_frame(
+        &mut hello,
+        frame_type::HELLO,
+        &serde_json::json!({"version": 1}),
+    );
+    s.write_all(&hello).await.expect("hello");
+    let mut head = [0u8; 64];
+    let _ = s.read(&mut head).await.expect("hello ok");
+    // The worst answer-to-input ratio: every 2-byte line is a malformed event
+    // whose rejection is tens of bytes.
+    let body = b"x\n".repeat(FRAME / 2);
+    let mut frame = BytesMut::new();
+    protocol::put_ndjson_frame(&mut frame, 0, None, &body);
+    let before = rss_bytes();
+    let sampler = tokio::spawn(async move {
+        let mut peak = 0;
+        for _ in 0..120 {
+            peak = peak.max(rss_bytes());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        peak
+    });
+    // Write frames and never read: stop when the socket stays full.
+    let mut sent = 0;
+    for _ in 0..400 {
+        match tokio::time::timeout(Duration::from_secs(2), s.write_all(&frame)).await {
+            Ok(Ok(())) => sent += 1,
+            _ => break,
+        }
+    }
+    let peak = sampler.await.expect("sampler");
+    let grew = peak.saturating_sub(before);
+    // The documented bound (docs/hostile-input.md): the connection's budget
+    // (max_in_flight × max_frame_bytes = 4 MiB here) plus one frame being
+    // decoded and answered; 160 MiB leaves room for the allocator and for
+    // the machine. Before the fix this attack held every in-flight frame's
+    // answers (≈ 700 MB here).
+    eprintln!(
+        "non-reading client: {sent} frames written, RSS grew {} MiB (before {} MiB)",
+        grew >> 20,
+        before >> 20
+    );
+    // The server stops reading; how many frames the kernel buffers take
+    // depends on the machine, a few at least.
+    assert!(sent > 4, "the attack must fill the pipeline ({sent})");
+    assert!(grew < 160 << 20, "RSS grew {} MiB", grew >> 20);
+    drop(s);
+    running.shutdown().await.expect("clean shutdown");
+}
