@@ -550,13 +550,14 @@ pub struct Pointer {
 }
 
 /// Up to three lines of `f` worth naming: the anchor line, the first gap, and
-/// the first line (not a comment) that uses one of `cues` — each at most once.
+/// the line (not a comment) that uses `cues` most — each at most once.
 pub fn pointers(
     lines: &[&str],
     f: &Function,
     anchor_line: Option<usize>,
     anchor: Anchor,
     cues: &[String],
+    question: &str,
 ) -> Vec<Pointer> {
     let mut out: Vec<Pointer> = Vec::new();
     let add = |n: usize, why: String, out: &mut Vec<Pointer>| {
@@ -585,18 +586,39 @@ pub fn pointers(
         let t = l.trim_start();
         t.starts_with('#') || t.starts_with("//") || t.starts_with("\"\"\"") || t.is_empty()
     };
-    'cues: for n in f.start + 1..=f.end {
+    // The line that says most about the concept: cue hits, a cue the
+    // question uses counting three times; the earliest among equals.
+    let q_toks = words::tokens(question);
+    let mut best: Option<(usize, usize, &String)> = None;
+    for n in f.start + 1..=f.end {
         let Some(l) = lines.get(n - 1) else { break };
         if is_comment(l) {
             continue;
         }
-        let toks = words::tokens(l);
-        for cue in cues {
-            if words::contains_phrase(&toks, cue) {
-                add(n, format!("it uses `{cue}`"), &mut out);
-                break 'cues;
+        let toks = code_tokens(l);
+        let hits: Vec<&String> = cues
+            .iter()
+            .filter(|c| words::contains_phrase(&toks, c))
+            .collect();
+        let score: usize = hits
+            .iter()
+            .map(|c| {
+                if words::contains_phrase(&q_toks, c) {
+                    3
+                } else {
+                    1
+                }
+            })
+            .sum();
+        if score > 0 && best.is_none_or(|(s, _, _)| score > s) {
+            // Name the most specific cue of the line (the longest).
+            if let Some(cue) = hits.iter().max_by_key(|c| c.len()) {
+                best = Some((score, n, cue));
             }
         }
+    }
+    if let Some((_, n, cue)) = best {
+        add(n, format!("it uses `{cue}`"), &mut out);
     }
     // No cue: the first statement that waits or takes something (await / recv / get).
     if out.len() < 2 {
@@ -688,6 +710,7 @@ mod tests {
             None,
             Anchor::Named,
             &["deadline".into(), "batch".into()],
+            "",
         );
         assert_eq!(p.iter().map(|p| p.line).collect::<Vec<_>>(), [16, 17]);
         assert_eq!(p[0].code, "batch = [await queue.get()]");

@@ -493,7 +493,7 @@ fn excerpt(root: &Path, rel: &str, reason: FileReason, query: &CodeQuery<'_>) ->
                 .collect(),
             function: Some(f.name.clone()),
             anchor: Some(found.anchor),
-            pointers: code::pointers(&lines, f, found.line, found.anchor, &cues),
+            pointers: code::pointers(&lines, f, found.line, found.anchor, &cues, query.question),
             fingerprints,
         });
     }

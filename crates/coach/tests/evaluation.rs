@@ -161,6 +161,7 @@ async fn start_mock(model: Model) -> Result<String, Box<dyn std::error::Error>> 
 async fn run_llm(
     suite: &Suite,
     cfg: &LlmConfig,
+    explain_fallbacks: bool,
 ) -> Result<(Vec<Score>, usize), Box<dyn std::error::Error>> {
     let reference = eval::default_reference_dir();
     let mut scores = Vec::new();
@@ -172,7 +173,7 @@ async fn run_llm(
         let mut score = eval::score(case, &prepared, &answer, suite, &reference);
         if answered == llm::Answered::OfflineFallback {
             fallbacks += 1;
-            if let Some(n) = &answer.notice {
+            if let Some(n) = answer.notice.as_ref().filter(|_| explain_fallbacks) {
                 score.notes.push(n.clone());
             }
         }
@@ -188,7 +189,7 @@ async fn the_same_suite_through_the_llm_path_with_a_mock_model() -> TestResult {
         let url = start_mock(model).await?;
         let mut cfg = LlmConfig::new(Provider::OpenAi, &url, "mock");
         cfg.timeout = Duration::from_secs(20);
-        let (scores, fallbacks) = run_llm(&suite, &cfg).await?;
+        let (scores, fallbacks) = run_llm(&suite, &cfg, model == Model::Cooperative).await?;
         let label = match model {
             Model::Cooperative => "llm (cooperative mock)",
             Model::Hostile => "llm (hostile mock)",
@@ -226,7 +227,7 @@ async fn a_configured_endpoint_is_measured_too() -> TestResult {
     let ws = tempfile::tempdir()?;
     let cfg = LlmConfig::resolve(&env, ws.path(), None)?.ok_or("no endpoint")?;
     let suite = Suite::builtin()?;
-    let (scores, fallbacks) = run_llm(&suite, &cfg).await?;
+    let (scores, fallbacks) = run_llm(&suite, &cfg, true).await?;
     let f = print_scores(&format!("llm ({url}, {})", cfg.model), &scores);
     println!(
         "  {fallbacks} of {} answers fell back to the offline coach",
