@@ -505,6 +505,8 @@ mod tests {
     #[test]
     fn a_complete_solution_with_a_fake_todo_is_refused() {
         let solution = "async def collect(self, q):\n    loop = asyncio.get_running_loop()\n    batch = [await q.get()]\n    deadline = loop.time() + self.max_wait\n    while len(batch) < self.max_batch:\n        try:\n            batch.append(q.get_nowait())\n            continue\n        except asyncio.QueueEmpty:\n            pass\n        remaining = deadline - loop.time()\n        if remaining <= 0:\n            break\n        try:\n            batch.append(await asyncio.wait_for(q.get(), remaining))\n        except asyncio.TimeoutError:\n            break\n    return batch\n# TODO: YOUR CODE HERE (nothing left)";
+        // The old guard's rule (a long block without the word TODO) let it through.
+        assert!(!block(solution).is_solution(MAX_NOVEL_LINES));
         let ctx = CodeContext {
             patterns: vec![PATTERN.into()],
             ..Default::default()

@@ -260,10 +260,7 @@ async fn an_answer_without_the_structure_is_revised_once_then_replaced() -> Test
     .await?;
     assert_eq!(answered, Answered::OfflineFallback);
     let text = out.text();
-    assert!(
-        text.contains("the answer was refused twice"),
-        "{text}"
-    );
+    assert!(text.contains("the answer was refused twice"), "{text}");
     assert!(text.contains("## Questions to ask yourself"), "{text}");
     let reqs = mock.requests();
     assert_eq!(reqs.len(), 2, "exactly one revision request");
