@@ -17,6 +17,13 @@ use cluster_common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_publishes_to_the_stream_and_every_event_applies_once() {
+    // `load --help` names every target, nats:// included.
+    let help = Command::new(env!("CARGO_BIN_EXE_statecraft"))
+        .args(["load", "--help"])
+        .output()
+        .expect("load --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("nats://"), "load --help: {help}");
     let Some(nats) = nats() else { return };
     let dir = tempfile::tempdir().expect("dir");
     let n1 = start_node(&nats.url, "n1", dir.path(), &[]);
