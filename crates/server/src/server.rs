@@ -95,6 +95,8 @@ pub(crate) struct Shared {
     pub engine: watch::Receiver<EngineState>,
     /// The stop signal, for `/readyz` and SSE streams.
     pub stop: Shutdown,
+    /// Numbered recent changes: the watch stream's ids and resume.
+    pub watch_log: Arc<crate::http::WatchLog>,
     /// When the server started.
     pub started: Instant,
     /// Front-end counters.
@@ -219,6 +221,7 @@ impl Server {
             http_conn_limit: conn_limit,
             farewells: Arc::new(Semaphore::new(crate::conn::FAREWELL_MAX)),
             stop: coordinator.listener(),
+            watch_log: Arc::default(),
             engine: engine_rx,
             started: Instant::now(),
             counters: ServerCounters::default(),

@@ -17,6 +17,9 @@ mod admin;
 mod events;
 mod state;
 mod watch;
+mod watch_log;
+
+pub(crate) use watch_log::WatchLog;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -1,8 +1,12 @@
 //! `GET /v1/watch?prefix=`: the change feed as Server-Sent Events.
 //!
-//! Each change is `event: change` with the change as JSON data; a watcher
-//! that fell further behind than the engine's watch buffer gets
-//! `event: lagged` with `{"missed": n}` and continues with newer changes; a
+//! Each change is `event: change` with the change as JSON data and an `id:`
+//! (`{epoch}-{seq}`, see `watch_log`); a client that reconnects with
+//! `Last-Event-ID` gets the changes it missed (from the last
+//! `watch_log::WINDOW` changes) before the live ones, or `event: reset` when
+//! they cannot be known; a watcher that fell behind gets `event: lagged`
+//! with `{"missed": n}` and continues with newer changes (reconnecting with
+//! its last id recovers them while they are in the window); a
 //! `: keep-alive` comment goes out every 15 s of silence.
 //!
 //! Invariant: the stream ends when the server stops, so graceful shutdown
@@ -13,11 +17,17 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use super::watch_log::{Numbered, Start};
 use super::{AppState, engine_or_problem};
 use crate::problem::Problem;
 
@@ -28,28 +38,86 @@ pub(crate) struct WatchQuery {
     prefix: String,
 }
 
-/// `GET /v1/watch?prefix=`.
+/// `GET /v1/watch?prefix=` (with `Last-Event-ID` to resume).
 pub(crate) async fn watch(
     State(shared): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<WatchQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let engine = engine_or_problem(&shared)?;
     let Query(q) = query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
     let mut stop = shared.stop.clone();
-    let changes = engine
-        .watch(&q.prefix)
-        .map(|item| -> Result<SseEvent, Infallible> {
-            Ok(match item {
-                Ok(change) => SseEvent::default()
-                    .event("change")
-                    .json_data(&*change)
-                    .unwrap_or_else(|_| SseEvent::default().event("change").data("{}")),
-                Err(missed) => SseEvent::default()
-                    .event("lagged")
-                    .data(format!("{{\"missed\":{missed}}}")),
-            })
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty());
+    let log = Arc::clone(&shared.watch_log);
+    let attached = log.attach(&engine, &shared.stop, last_id);
+    let prefix = q.prefix;
+    let change = {
+        let log = Arc::clone(&log);
+        move |(seq, change): Numbered| -> SseEvent {
+            SseEvent::default()
+                .event("change")
+                .id(log.id(seq))
+                .json_data(&*change)
+                .unwrap_or_else(|_| SseEvent::default().event("change").data("{}"))
+        }
+    };
+    let lagged = |missed: u64| {
+        SseEvent::default()
+            .event("lagged")
+            .data(format!("{{\"missed\":{missed}}}"))
+    };
+    let (head, replay) = match attached.start {
+        Start::Now => (None, Vec::new()),
+        Start::Resume(replay) => (None, replay),
+        Start::Lagged(missed, replay) => (Some(lagged(missed)), replay),
+        Start::Reset(why) => (
+            Some(
+                SseEvent::default()
+                    .event("reset")
+                    .data(serde_json::json!({ "reason": why }).to_string()),
+            ),
+            Vec::new(),
+        ),
+    };
+    // Live changes after the replay: none twice, none skipped.
+    let mut last = replay.last().map_or(0, |(s, _)| *s);
+    let matches = move |c: &Numbered| c.1.key.starts_with(&prefix);
+    let replay: Vec<SseEvent> = replay
+        .into_iter()
+        .filter(|c| matches(c))
+        .map(change.clone())
+        .collect();
+    let guard = attached.guard;
+    let live = futures::stream::unfold(attached.live, |mut rx| async move {
+        let item = rx.recv().await;
+        match item {
+            Ok(c) => Some((Ok(c), rx)),
+            Err(broadcast::error::RecvError::Lagged(n)) => Some((Err(n), rx)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    })
+    .filter_map(move |item| {
+        let out = match item {
+            Ok(c) if c.0 <= last => None,
+            Ok(c) => {
+                last = c.0;
+                matches(&c).then(|| change(c))
+            }
+            Err(missed) => Some(lagged(missed)),
+        };
+        futures::future::ready(out)
+    });
+    let events = futures::stream::iter(head.into_iter().chain(replay))
+        .chain(live)
+        .map(move |e| {
+            // The guard lives as long as the stream: it counts this watcher.
+            let _ = &guard;
+            Ok::<_, Infallible>(e)
         });
-    let stream = changes.take_until(async move { stop.recv().await });
+    let stream = events.take_until(async move { stop.recv().await });
     Ok(sse(stream))
 }
 
