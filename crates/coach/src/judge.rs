@@ -180,7 +180,7 @@ pub fn judge_block(block: &CodeBlock, ctx: &CodeContext) -> Result<(), Refusal> 
             && !empty_words.iter().any(|w| l.to_lowercase().contains(w))
             && (code_after(i) || novel <= MAX_NOVEL_LINES / 2)
     });
-    if !real_gap && real.len() > MAX_NOVEL_LINES && novel > 0 {
+    if !real_gap && block.lines.len() > MAX_NOVEL_LINES && novel > 0 {
         return Err(Refusal::GapFree {
             lines: block.lines.len(),
         });
