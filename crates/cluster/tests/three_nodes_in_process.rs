@@ -101,6 +101,38 @@ async fn three_nodes_apply_each_event_once_and_answer_reads_anywhere() {
     );
     *expected.get_mut("k0").expect("k0") += 1;
 
+    // Record batches: the stream cannot drop a re-sent id inside a batch
+    // (the message id is the batch's); the owner does, from the
+    // partition's committed ids, and says so under ack=applied.
+    let batching = Producer::connect(
+        &nats.url,
+        ProducerOptions {
+            max_events_per_message: 1_000,
+            ..ProducerOptions::default()
+        },
+    )
+    .await
+    .expect("batching producer");
+    let fresh: Vec<Event> = (0..200)
+        .map(|i| Event::incr(format!("b{}", i % 20), 1).with_id(format!("batch-{i}")))
+        .collect();
+    let first = batching
+        .publish_events(fresh.clone(), AckMode::Applied)
+        .await
+        .expect("publish");
+    assert!(first.iter().all(EventResult::is_applied), "{first:?}");
+    let again = batching
+        .publish_events(fresh, AckMode::Applied)
+        .await
+        .expect("publish");
+    assert!(
+        again.iter().all(|r| *r == EventResult::Duplicate),
+        "{again:?}"
+    );
+    for i in 0..20 {
+        expected.insert(format!("b{i}"), 10);
+    }
+
     for node in [&n1, &n2, &n3] {
         for (key, want) in &expected {
             let got = loop {
