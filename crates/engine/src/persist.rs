@@ -12,7 +12,8 @@
 //!    fsync ran, fsyncs once, and only then releases their replies. A failed
 //!    append or fsync poisons the engine: those replies become
 //!    `store_unavailable` rejections, never acks, and later writes are
-//!    refused until a restart (reads keep working).
+//!    refused until a restart — reads too (`Engine::get`/`scan`), since
+//!    memory may hold effects of events that were refused (issue 16).
 //! 3. Every `checkpoint_interval` or `checkpoint_batches` a shard snapshots
 //!    its dirty keys and sends them, behind its own log records, to the
 //!    committer, which forwards them to the checkpointer once those records
