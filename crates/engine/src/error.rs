@@ -28,6 +28,16 @@ pub enum EngineError {
     /// A setting is out of its bounds ([`EngineConfig::validate`](crate::EngineConfig::validate)).
     #[error(transparent)]
     InvalidSetting(#[from] crate::engine::SettingError),
+    /// An item of [`Engine::restore`](crate::Engine::restore) was refused
+    /// for another reason than a failed store (a failed store is
+    /// [`EngineError::Poisoned`]).
+    #[error("restore refused ({status}): {message}")]
+    RestoreRefused {
+        /// The item's status (`rejected`, `conflict`, …).
+        status: &'static str,
+        /// Why.
+        message: String,
+    },
     /// A shard worker panicked (a bug); its shard's results were lost.
     #[error("a shard worker panicked")]
     WorkerPanicked,

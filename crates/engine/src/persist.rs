@@ -36,7 +36,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -131,10 +131,10 @@ pub struct DurabilityStats {
 
 /// Shared durability state of the engine.
 pub(crate) struct Durability {
+    /// The store, which owns the "writes refused" state ([`Store::poisoned`]):
+    /// a failed append, fsync, checkpoint or sweep poisons it, and
+    /// admission, reads, `/readyz` and stats all ask it.
     pub store: Store,
-    /// Set once, by the first failed append or fsync. Both ends: the committer
-    /// and checkpointer set it; `Engine::enqueue` refuses writes once it is set.
-    pub poisoned: OnceLock<String>,
     pub recovery: RecoveryReport,
     pub fsyncs: AtomicU64,
     pub records: AtomicU64,
@@ -162,7 +162,6 @@ impl Durability {
     pub fn new(store: Store, recovery: RecoveryReport) -> Self {
         Durability {
             store,
-            poisoned: OnceLock::new(),
             recovery,
             fsyncs: AtomicU64::new(0),
             records: AtomicU64::new(0),
@@ -180,10 +179,16 @@ impl Durability {
         }
     }
 
+    /// Marks the store failed (the first cause is kept; the store logs it):
+    /// for failures the store did not see itself, e.g. a record out of order
+    /// or a checkpoint that could not be built.
     fn poison(&self, cause: String) {
-        if self.poisoned.set(cause.clone()).is_ok() {
-            tracing::error!(cause = %cause, "store failed: the engine refuses writes until restarted");
-        }
+        self.store.poison(cause);
+    }
+
+    /// The first failure's message once the store refused a write.
+    pub fn poisoned(&self) -> Option<String> {
+        self.store.poisoned()
     }
 
     pub fn stats(&self) -> DurabilityStats {
@@ -205,7 +210,7 @@ impl Durability {
             cache_evictions: self.cache_evictions.load(Ordering::Relaxed),
             recovery_records: self.recovery.records_replayed,
             recovery_ms: self.recovery.duration.as_secs_f64() * 1e3,
-            poisoned: self.poisoned.get().cloned(),
+            poisoned: self.poisoned(),
         }
     }
 }
@@ -292,9 +297,17 @@ pub(crate) struct ShardPersistence {
     last_record_len: usize,
 }
 
+/// Fixed bytes of one cached entry besides its key's and value's bytes:
+/// roughly the hot table's bucket — a 24-byte `CompactString` key header and
+/// the entry (at most 80 bytes, its `Value` header inline; a test in
+/// shard.rs holds it there) — less the value's JSON punctuation that
+/// [`approx_value_bytes`](crate::limits::approx_value_bytes) already counts.
+/// A rough figure, used only to budget the hot-key cache (`cache_bytes`).
+const ENTRY_OVERHEAD_BYTES: usize = 96;
+
 /// Rough bytes held by one cached entry: key, value, table overhead.
 pub(crate) fn entry_bytes(key: &str, value: Option<&serde_json::Value>) -> usize {
-    96 + key.len() + value.map_or(0, crate::limits::approx_value_bytes)
+    ENTRY_OVERHEAD_BYTES + key.len() + value.map_or(0, crate::limits::approx_value_bytes)
 }
 
 impl ShardPersistence {
@@ -624,8 +637,22 @@ pub(crate) fn start_committer(
     Ok((tx, vec![committer, checkpointer]))
 }
 
-/// Most records gathered under one fsync.
+/// Most records gathered under one fsync: enough to amortise the fsync over
+/// every shard's queued batches (1,024 in the channel), few enough that one
+/// group's replies and records stay bounded and its fsync does not wait
+/// behind an unbounded append loop.
 const MAX_GROUP: usize = 4_096;
+
+/// How often the checkpointer wakes without a job, and the least time
+/// between two TTL sweeps: expired keys are already invisible to reads, so
+/// the sweep only reclaims space, and once a second is plenty for that.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Most expiry-index entries one sweep removes: the sweep holds the store's
+/// materialize lock, which checkpoints wait for, so it is cut into bounded
+/// steps (10,000 entries is a few ms of fjall work); the rest waits for the
+/// next sweep.
+const SWEEP_MAX_ENTRIES: usize = 10_000;
 
 fn run_committer(d: &Durability, rx: Receiver<CommitMsg>, ckpt_tx: SyncSender<CheckpointJob>) {
     let mut group: Vec<CommitMsg> = Vec::with_capacity(256);
@@ -644,10 +671,9 @@ fn run_committer(d: &Durability, rx: Receiver<CommitMsg>, ckpt_tx: SyncSender<Ch
         commit_group(d, &mut group, &ckpt_tx);
     }
     // Make what was appended last durable before the store closes.
-    if d.poisoned.get().is_none()
-        && let Err(e) = d.store.sync()
-    {
-        d.poison(e.to_string());
+    // A failed sync poisons the store itself.
+    if d.poisoned().is_none() {
+        let _ = d.store.sync();
     }
 }
 
@@ -656,7 +682,7 @@ fn commit_group(d: &Durability, group: &mut Vec<CommitMsg>, ckpt_tx: &SyncSender
     let mut checkpoints: VecDeque<CheckpointJob> = VecDeque::new();
     let mut records = 0u64;
     let mut events = 0u64;
-    let mut failed: Option<String> = d.poisoned.get().cloned();
+    let mut failed: Option<String> = d.poisoned();
     for msg in group.drain(..) {
         match msg {
             CommitMsg::Batch {
@@ -724,14 +750,17 @@ fn commit_group(d: &Durability, group: &mut Vec<CommitMsg>, ckpt_tx: &SyncSender
 fn run_checkpointer(d: &Durability, rx: Receiver<CheckpointJob>) {
     let mut last_sweep = Instant::now();
     loop {
-        match rx.recv_timeout(Duration::from_secs(1)) {
+        match rx.recv_timeout(SWEEP_INTERVAL) {
             Ok(job) => write_checkpoint(d, job),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if last_sweep.elapsed() >= Duration::from_secs(1) && d.poisoned.get().is_none() {
+        if last_sweep.elapsed() >= SWEEP_INTERVAL && d.poisoned().is_none() {
             last_sweep = Instant::now();
-            if let Err(e) = d.store.sweep_expired(crate::shard::now_ms(), 10_000) {
+            if let Err(e) = d
+                .store
+                .sweep_expired(crate::shard::now_ms(), SWEEP_MAX_ENTRIES)
+            {
                 tracing::warn!(error = %e, "TTL sweep failed");
             }
         }
@@ -770,7 +799,7 @@ fn checkpoint_job(
 }
 
 fn write_checkpoint(d: &Durability, job: CheckpointJob) {
-    if d.poisoned.get().is_some() {
+    if d.poisoned().is_some() {
         return;
     }
     let started = Instant::now();

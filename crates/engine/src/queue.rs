@@ -264,30 +264,6 @@ impl<T> ShardQueue<T> {
         }
     }
 
-    /// Tries to push without waiting, whatever the policy: `Full` when there
-    /// is no room now.
-    pub fn try_push(&self, payload: T, events: usize, bytes: usize) -> Result<(), PushError<T>> {
-        let mut st = lock(&self.state);
-        if st.closed {
-            return Err(PushError::Closed(payload));
-        }
-        if !st.has_room(events, bytes) {
-            st.refuse(events);
-            return Err(PushError::Full(payload));
-        }
-        let waker = st.admit(Queued {
-            payload,
-            events,
-            bytes,
-            enqueued_at: Instant::now(),
-        });
-        drop(st); // wake outside the lock
-        if let Some(w) = waker {
-            w.wake();
-        }
-        Ok(())
-    }
-
     /// Waits for at least one item and takes queued items, oldest first, up to
     /// `max_events` events (at least one item, however large). `None` once the
     /// queue is closed and empty.
@@ -404,11 +380,6 @@ impl<T> ShardQueue<T> {
         if let Some(w) = consumer {
             w.wake();
         }
-    }
-
-    /// True once [`close`](Self::close) was called.
-    pub fn is_closed(&self) -> bool {
-        lock(&self.state).closed
     }
 
     /// The counters and gauges now.

@@ -642,6 +642,23 @@ pub(crate) const SIZE_UNKNOWN: u16 = u16::MAX;
 /// The unit of [`Entry::size_bound`], in bytes.
 const SIZE_UNIT: usize = 64;
 
+/// How often a shard expires TTL'd keys from memory, evicts from its hot-key
+/// cache and checks whether a checkpoint is due. Expired keys are already
+/// invisible to reads and a checkpoint is also due by batch count, so this
+/// only bounds how long memory and the log stay over budget: a second is
+/// short against both and costs nothing measurable per batch.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The `queue_filling` warning fires when a queue holds at least this
+/// percentage of its capacity in events: 80 % leaves the operator the last
+/// fifth of the queue (at the arrival rate the warning logs) before
+/// `overloaded` refusals start.
+const FILLING_WARNING_PERCENT: usize = 80;
+
+/// At most one `queue_filling` warning per shard this often: a queue that
+/// stays full would otherwise log at every control tick.
+const FILLING_WARNING_EVERY: Duration = Duration::from_secs(1);
+
 /// [`apply_bounded`](crate::limits::apply_bounded) without measuring the
 /// whole value on every event: `bound` is an upper bound of the value's
 /// estimated size (`SIZE_UNKNOWN`: not known, measured here once). While
@@ -753,7 +770,7 @@ impl ShardWorker {
         let control_interval = self.controller.config().interval;
         let start = tokio::time::Instant::now();
         let mut next_control = start + control_interval;
-        let mut next_housekeeping = start + Duration::from_secs(1);
+        let mut next_housekeeping = start + HOUSEKEEPING_INTERVAL;
         let mut next_periodic = next_control.min(next_housekeeping);
         loop {
             tokio::select! {
@@ -780,7 +797,7 @@ impl ShardWorker {
                 self.control_tick();
             }
             if now >= next_housekeeping {
-                next_housekeeping = now + Duration::from_secs(1);
+                next_housekeeping = now + HOUSEKEEPING_INTERVAL;
                 let now_ms = now_ms();
                 self.state.housekeeping(now_ms);
                 if let Some(p) = self.state.persistence.as_mut()
@@ -872,10 +889,11 @@ impl ShardWorker {
         if service_rate > 0.0 {
             m.service_rate.store(service_rate as u64, Ordering::Relaxed);
         }
-        if snap.depth_events * 10 >= snap.capacity_events * 8
+        if snap.depth_events.saturating_mul(100)
+            >= snap.capacity_events.saturating_mul(FILLING_WARNING_PERCENT)
             && self
                 .last_filling_warning
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+                .is_none_or(|t| t.elapsed() >= FILLING_WARNING_EVERY)
         {
             self.last_filling_warning = Some(Instant::now());
             tracing::warn!(

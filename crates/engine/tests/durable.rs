@@ -313,3 +313,46 @@ async fn a_failed_store_read_is_an_error_never_absent() {
     );
     e.shutdown().await.expect("shutdown");
 }
+
+/// Issue 13: the store owns poisoning. A failure the engine's committer
+/// never saw (here an expiry sweep's commit) poisons the store, and the
+/// engine reports it and refuses writes and reads at once — before, the
+/// engine kept its own flag, reported nothing and admitted writes until one
+/// of them hit the poisoned store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_poisoned_outside_the_committer_is_the_engines_poison() {
+    use statecraft_store::Fault;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = open(dir.path(), 1).await;
+    // Checkpointed after each batch: the key's expiry is in the store's
+    // index, so the next sweep after it is due has something to commit.
+    e.submit_with(
+        vec![Event::set("short", json!(1)).with_ttl(1)],
+        AckMode::Durable,
+    )
+    .await
+    .expect("submit");
+    assert!(e.inject_store_fault(Fault::Sweep));
+    let mut waited = Duration::ZERO;
+    while e.poisoned().is_none() && waited < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+    let cause = e
+        .poisoned()
+        .expect("the failed sweep is the engine's poison");
+    assert!(cause.contains("sweep"), "{cause}");
+    assert_eq!(
+        e.stats().durability.and_then(|d| d.poisoned).as_deref(),
+        Some(cause.as_str()),
+        "stats report the same state"
+    );
+    assert!(
+        e.submit_with(vec![Event::incr("k", 1)], AckMode::Durable)
+            .await
+            .is_err(),
+        "writes refused at admission"
+    );
+    assert!(e.get("short").await.is_err(), "reads refused");
+    let _ = e.shutdown().await;
+}

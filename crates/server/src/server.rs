@@ -199,6 +199,8 @@ impl Server {
             Ok(soft) => soft,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read or raise the open-file limit");
+                // The usual default soft limit (`ulimit -n`) on Linux: assume
+                // it rather than a larger limit we could not confirm.
                 1024
             }
         };
@@ -373,11 +375,6 @@ impl RunningServer {
             Some(e) => e,
             None => std::future::pending().await,
         }
-    }
-
-    /// Starts the shutdown without waiting (readiness turns 503 at once).
-    pub fn begin_shutdown(&self) {
-        self.coordinator.stop();
     }
 
     /// True once the shutdown began.

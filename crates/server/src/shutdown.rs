@@ -35,6 +35,8 @@ pub(crate) struct ShutdownCoordinator {
 impl ShutdownCoordinator {
     pub(crate) fn new() -> Self {
         let (stop, _) = watch::channel(false);
+        // Nothing is ever sent: the channel only counts its senders (the
+        // guards), so the smallest capacity will do.
         let (guard, done) = mpsc::channel(1);
         ShutdownCoordinator {
             stop,

@@ -466,10 +466,21 @@ impl Store {
             })
     }
 
-    /// The first failure's message if the store is poisoned.
+    /// The first failure's message if the store is poisoned. The store is
+    /// the one owner of this state: the engine, the server's `/readyz` and
+    /// stats all ask here.
     #[must_use]
     pub fn poisoned(&self) -> Option<String> {
         self.inner.poison.cause().map(str::to_owned)
+    }
+
+    /// Poisons the store from outside with `cause` (kept only if it is the
+    /// first): for a caller whose write failed before reaching fjall — a
+    /// record out of order, a checkpoint it could not build — and which must
+    /// refuse later writes exactly as after a failed write. Never cleared;
+    /// only a reopen starts unpoisoned.
+    pub fn poison(&self, cause: impl Into<String>) {
+        self.inner.poison.set(cause.into());
     }
 
     /// The materialized state of `key` as of the last checkpoint (or

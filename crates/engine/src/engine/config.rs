@@ -362,12 +362,6 @@ impl EngineBuilder {
         self
     }
 
-    /// Adaptive capacity with every setting given.
-    pub fn adaptive_config(mut self, config: Option<crate::adaptive::AdaptiveConfig>) -> Self {
-        self.config.adaptive = config;
-        self
-    }
-
     /// Checkpoint also after this many bytes of log per shard (a bound on
     /// what recovery replays after a crash).
     pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
@@ -391,11 +385,6 @@ impl EngineBuilder {
         self.custom_ops
             .insert(std::sync::Arc::from(name), Arc::new(f));
         self
-    }
-
-    /// The config as built so far.
-    pub fn current_config(&self) -> &EngineConfig {
-        &self.config
     }
 
     /// Starts the shard workers. Must be called inside a Tokio runtime only if

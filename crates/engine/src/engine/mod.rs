@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::batch::BatchCollector;
 use crate::error::EngineError;
-use crate::event::{AckMode, Change, EventResult, StateRecord};
+use crate::event::{AckMode, Change, EventResult, RejectCode, StateRecord};
 use crate::ops::CustomOp;
 use crate::persist::{Durability, ShardPersistence, start_committer};
 use crate::queue::{PushError, ShardQueue};
@@ -29,6 +29,23 @@ use crate::router::shard_of;
 use crate::shard::{RestoreBatch, ShardRequest, ShardSettings, ShardState, ShardWorker, SubBatch};
 use crate::stats::{EngineStats, ShardMetrics, ShardStats, StatusCounters};
 use statecraft_store::BackupReport;
+
+/// Shards → committer channel, applied batches awaiting their fsync. A
+/// group commit takes up to `persist::MAX_GROUP` (4,096) records per fsync;
+/// 1,024 queued batches keep the next group full while one fsync runs, and
+/// a full channel makes the shards wait (back-pressure, no unbounded memory).
+const COMMIT_CHANNEL: usize = 1024;
+
+/// Per-shard channel of requests other than writes (get, scan, restore).
+/// Each caller awaits its own reply, so 1,024 is far above the concurrent
+/// readers one shard serves between two batches; beyond it callers wait
+/// (back-pressure) instead of growing memory.
+const REQUEST_CHANNEL: usize = 1024;
+
+/// Smallest watch broadcast buffer: `watch_buffer` is clamped up to it, as
+/// a buffer of 0 panics in tokio and one of a few changes would make every
+/// watcher lag at once.
+const MIN_WATCH_BUFFER: usize = 16;
 
 mod config;
 
@@ -95,14 +112,14 @@ impl Engine {
         if config.shards == 0 {
             return Err(EngineError::Config("shards must be at least 1".into()));
         }
-        let (changes, _) = broadcast::channel(config.watch_buffer.max(16));
+        let (changes, _) = broadcast::channel(config.watch_buffer.max(MIN_WATCH_BUFFER));
         let custom_ops = Arc::new(custom_ops);
         let applied_total = Arc::new(AtomicU64::new(0));
         let mut shards = Vec::with_capacity(config.shards);
         let mut threads = Vec::with_capacity(config.shards);
         let (commit_tx, commit_threads) = match &durability {
             Some(d) => {
-                let (tx, threads) = start_committer(Arc::clone(d), 1024)?;
+                let (tx, threads) = start_committer(Arc::clone(d), COMMIT_CHANNEL)?;
                 (Some(tx), threads)
             }
             None => (None, Vec::new()),
@@ -126,7 +143,7 @@ impl Engine {
                 config.queue_capacity_bytes,
                 config.overflow,
             ));
-            let (req_tx, req_rx) = mpsc::channel(1024);
+            let (req_tx, req_rx) = mpsc::channel(REQUEST_CHANNEL);
             let metrics = Arc::new(ShardMetrics::default());
             let settings = ShardSettings {
                 max_batch: config.max_batch,
@@ -339,10 +356,8 @@ impl Engine {
                     ShardRequest::Restore(RestoreBatch { items, reply })
                 })
                 .await?;
-            if let Some(EventResult::Rejected { message, .. }) =
-                results.iter().find(|r| !r.is_applied())
-            {
-                return Err(EngineError::Poisoned(message.clone()));
+            if let Some(refused) = results.iter().find(|r| !r.is_applied()) {
+                return Err(restore_error(refused, self.poisoned()));
             }
         }
         Ok(())
@@ -455,9 +470,11 @@ impl Engine {
         }
     }
 
-    /// The store failure that made the engine refuse writes, if any.
+    /// The store failure that made the engine refuse writes (and reads), if
+    /// any: the store's own poisoned state ([`statecraft_store::Store::poisoned`]),
+    /// the one place it is kept.
     pub fn poisoned(&self) -> Option<String> {
-        self.durability().and_then(|d| d.poisoned.get().cloned())
+        self.durability().and_then(|d| d.poisoned())
     }
 
     /// True when the engine keeps its state in a store (a data dir).
@@ -495,14 +512,6 @@ impl Engine {
     /// Total events applied so far (cheap).
     pub fn applied_total(&self) -> u64 {
         self.inner.applied_total.load(Ordering::Relaxed)
-    }
-
-    /// Sets shard `shard`'s queue capacity in events (the adaptive controller
-    /// and operators use this).
-    pub fn set_queue_capacity(&self, shard: usize, events: usize) {
-        if let Some(s) = self.inner.shards.get(shard) {
-            s.queue.set_capacity(events);
-        }
     }
 
     /// True once shutdown has begun.
@@ -552,5 +561,65 @@ impl Engine {
         } else {
             Err(EngineError::WorkerPanicked)
         }
+    }
+}
+
+/// The error of a restore one of whose items was not applied: `Poisoned`
+/// only when the store failed (`store_unavailable`), else what it was —
+/// never a rejection of another kind dressed as a store failure.
+fn restore_error(refused: &EventResult, poisoned: Option<String>) -> EngineError {
+    match refused {
+        EventResult::Rejected {
+            code: RejectCode::StoreUnavailable,
+            message,
+        } => EngineError::Poisoned(poisoned.unwrap_or_else(|| message.clone())),
+        EventResult::Rejected {
+            code: RejectCode::ShuttingDown,
+            ..
+        } => EngineError::ShuttingDown,
+        EventResult::Rejected {
+            code: RejectCode::WorkerFailed,
+            ..
+        } => EngineError::WorkerPanicked,
+        EventResult::Overloaded => EngineError::Overloaded,
+        other => EngineError::RestoreRefused {
+            status: other.status(),
+            message: match other {
+                EventResult::Rejected { code, message } => format!("{}: {message}", code.as_str()),
+                _ => other.status().to_owned(),
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_reports_a_store_failure_as_poisoned_and_nothing_else() {
+        let store = EventResult::rejected(RejectCode::StoreUnavailable, "not durable: disk");
+        assert!(matches!(
+            restore_error(&store, Some("disk full".into())),
+            EngineError::Poisoned(c) if c == "disk full"
+        ));
+        let too_large = EventResult::rejected(RejectCode::ValueTooLarge, "value over 1 MiB");
+        assert!(matches!(
+            restore_error(&too_large, None),
+            EngineError::RestoreRefused { status: "rejected", ref message }
+                if message.contains("value_too_large")
+        ));
+        let closing = EventResult::rejected(RejectCode::ShuttingDown, "closing");
+        assert!(matches!(
+            restore_error(&closing, None),
+            EngineError::ShuttingDown
+        ));
+        assert!(matches!(
+            restore_error(&EventResult::Conflict { current_version: 3 }, None),
+            EngineError::RestoreRefused {
+                status: "conflict",
+                ..
+            }
+        ));
     }
 }
