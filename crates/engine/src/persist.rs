@@ -15,11 +15,14 @@
 //!    refused until a restart — reads too (`Engine::get`/`scan`), since
 //!    memory may hold effects of events that were refused (issue 16).
 //! 3. Every `checkpoint_interval` or `checkpoint_batches` a shard snapshots
-//!    its dirty keys and sends them, behind its own log records, to the
-//!    committer, which forwards them to the checkpointer once those records
-//!    are appended; the checkpointer writes them and the log deletions in one
-//!    atomic store batch. A key changed 50 times between checkpoints is
-//!    written once.
+//!    its dirty keys — as the places of their last after-images in the
+//!    batch records it kept since the previous snapshot, nothing cloned —
+//!    and sends them, behind its own log records, to the committer, which
+//!    forwards them to the checkpointer once those records are appended; the
+//!    checkpointer stores those bytes, the ids, the offsets and the log
+//!    deletions (`Store::begin_checkpoint`: large ones in parts, the last
+//!    part atomic with the checkpoint position and the log deletions). A key
+//!    changed 50 times between checkpoints is written once.
 //! 4. Recovery (in `Store::open`) = state at the last checkpoint + the logged
 //!    records after it.
 //!
@@ -767,7 +770,8 @@ fn run_checkpointer(d: &Durability, rx: Receiver<CheckpointJob>) {
     }
 }
 
-/// Writes one checkpoint job as one atomic store batch: each key's state
+/// Writes one checkpoint job through one store checkpoint (committed in
+/// parts when large; see `statecraft_store::Checkpoint`): each key's state
 /// from its after-image bytes (or encoded here), the ids and offsets.
 fn checkpoint_job(
     store: &Store,
