@@ -106,10 +106,14 @@ pub fn gather(i: &FactInput<'_>) -> Facts {
             for id in &run.failed {
                 if !failing_now.contains(id) && !f.fixed.contains(id) {
                     f.fixed.push(id.clone());
+                    let was = run.figures.get(id);
                     let figure = figures
                         .iter()
                         .find(|c| &c.objective == id)
-                        .map(|c| format!(" (now {})", c.figure))
+                        .map(|c| match was {
+                            Some(w) => format!(" (from {w} to {})", c.figure),
+                            None => format!(" (now {})", c.figure),
+                        })
                         .or_else(|| {
                             let last = runs.last()?;
                             let was = run.figures.get(id)?;

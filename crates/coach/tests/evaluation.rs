@@ -315,3 +315,47 @@ fn no_level_hands_over_the_missing_lines() -> TestResult {
     );
     Ok(())
 }
+
+/// Acknowledgement from facts: a figure recorded at a failing check and the
+/// figure of this review are both named ("from … to …"); an untouched starter
+/// gets no praise.
+#[test]
+fn acknowledgement_names_the_figures_it_saw() -> TestResult {
+    use statecraft_coach::{Ask, CheckFigure, Part, ReviewChecks, Session, material};
+    let ws = tempfile::tempdir()?;
+    statecraft_learn::workspace::init(ws.path(), statecraft_learn::workspace::Lang::Python, true)?;
+    std::fs::write(
+        ws.path().join(".statecraft/journal.jsonl"),
+        format!(
+            "{{\"kind\":\"check\",\"lesson\":7,\"passed\":false,\"time\":{},\"failed\":[\"p95_near_target\"],\"figures\":{{\"p95_near_target\":\"p95 48 ms\"}}}}\n",
+            eval::EVAL_NOW - 86_400
+        ),
+    )?;
+    let checks = ReviewChecks::Ran(vec![CheckFigure {
+        objective: "p95_near_target".into(),
+        passed: true,
+        figure: "p95 9 ms".into(),
+        target: "≤ 20 ms".into(),
+        detail: None,
+    }]);
+    let s = Session::prepare(
+        material::load(7, None)?,
+        ws.path(),
+        Ask::Review,
+        checks,
+        eval::EVAL_NOW,
+    )?;
+    let ack = s
+        .answer
+        .section(Part::Discovery)
+        .or(s.answer.section(Part::Acknowledge))
+        .map(|x| x.body.clone())
+        .unwrap_or_default();
+    assert!(ack.contains("from p95 48 ms to p95 9 ms"), "{ack}");
+    assert!(ack.contains("still the starter"), "{ack}");
+    assert!(
+        !ack.contains("is yours"),
+        "no credit for an untouched starter: {ack}"
+    );
+    Ok(())
+}
