@@ -701,6 +701,16 @@ fn completions_and_the_man_page_cover_every_command() {
         }
     }
     assert!(cited >= 2, "help texts cite {cited} docs");
+    // One way to turn adaptive capacity on: --adaptive; the old spellings
+    // still parse but are not offered.
+    let help = String::from_utf8_lossy(&statecraft(&["serve", "--help"]).stdout).into_owned();
+    assert!(help.contains("--adaptive "), "{help}");
+    for old in ["--adaptive-target-us", "--min-capacity", "--max-capacity"] {
+        assert!(!help.contains(old), "`serve --help` still offers {old}");
+    }
+    for flag in ["compact", "json", "pretty"] {
+        assert!(help.contains(flag), "--log-format {flag} is not listed");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
