@@ -74,7 +74,14 @@ struct Owned {
     /// Committed idempotency ids of the partition: key → id → expiry (ms
     /// since the epoch). Read from the changelog, grown by each commit.
     ids: HashMap<String, BTreeMap<String, u64>>,
+    /// Batches committed in this epoch (expired ids are pruned from `ids`
+    /// every [`PRUNE_EVERY`] of them).
+    committed: u64,
 }
+
+/// How often (in batches) the ids of keys no batch touched lately are
+/// pruned of their expired entries.
+const PRUNE_EVERY: u64 = 1_024;
 
 /// Most ids a key's changelog entry remembers (the most recent ones): the
 /// entry is rewritten whole at every batch that touches the key, so this
@@ -192,6 +199,7 @@ async fn acquire(node: &Node, p: u32) -> Result<Owned, ClusterError> {
         revs,
         catch_up,
         ids,
+        committed: 0,
     })
 }
 
@@ -545,6 +553,13 @@ async fn process(
     for (key, ids) in batch_ids {
         let merged = merged_ids(owned.ids.get(&key), Some(&ids), now);
         owned.ids.insert(key, merged);
+    }
+    owned.committed += 1;
+    if owned.committed.is_multiple_of(PRUNE_EVERY) {
+        owned.ids.retain(|_, ids| {
+            ids.retain(|_, exp| *exp > now);
+            !ids.is_empty()
+        });
     }
     if !owned.catch_up.is_empty() {
         owned.catch_up.retain(|_, s| *s > high);
