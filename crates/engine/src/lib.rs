@@ -55,7 +55,9 @@ pub mod stats;
 pub(crate) mod sync;
 
 pub use batch::BatchCollector;
-pub use engine::{BlockWait, Engine, EngineBuilder, EngineConfig, SettingError, Submission, Ticket};
+pub use engine::{
+    BlockWait, Engine, EngineBuilder, EngineConfig, SettingError, Submission, Ticket,
+};
 pub use error::EngineError;
 pub use event::{AckMode, Change, Event, EventResult, Op, RejectCode, StateRecord};
 pub use limits::{Limits, Rejection};
