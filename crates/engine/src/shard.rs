@@ -748,13 +748,13 @@ pub(crate) struct ShardWorker {
     /// Whether the controller's decisions are applied.
     pub adaptive: bool,
     /// Counters of the current control interval.
-    pub interval: crate::adaptive::IntervalCounters,
+    interval: crate::adaptive::IntervalCounters,
     /// Queue counters at the start of the interval (enqueued, refused+dropped).
-    pub interval_base: (u64, u64),
+    interval_base: (u64, u64),
     /// Origin of the controller's clock.
-    pub epoch: Instant,
-    /// Last `queue_filling` warning (rate limit: one per second).
-    pub last_filling_warning: Option<Instant>,
+    epoch: Instant,
+    /// Last `queue_filling` warning (rate limit: [`FILLING_WARNING_EVERY`]).
+    last_filling_warning: Option<Instant>,
     pub collector: BatchCollector<SubBatch>,
     pub requests: mpsc::Receiver<ShardRequest>,
     pub changes: broadcast::Sender<Arc<Change>>,
@@ -763,6 +763,37 @@ pub(crate) struct ShardWorker {
 }
 
 impl ShardWorker {
+    /// The worker of shard `id`; its own clocks and interval counters start
+    /// now (the caller never sets them).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: usize,
+        state: ShardState,
+        controller: crate::adaptive::AdaptiveCapacity,
+        adaptive: bool,
+        collector: BatchCollector<SubBatch>,
+        requests: mpsc::Receiver<ShardRequest>,
+        changes: broadcast::Sender<Arc<Change>>,
+        metrics: Arc<ShardMetrics>,
+        applied_total: Arc<AtomicU64>,
+    ) -> Self {
+        ShardWorker {
+            id,
+            state,
+            controller,
+            adaptive,
+            interval: crate::adaptive::IntervalCounters::default(),
+            interval_base: (0, 0),
+            epoch: Instant::now(),
+            last_filling_warning: None,
+            collector,
+            requests,
+            changes,
+            metrics,
+            applied_total,
+        }
+    }
+
     /// Runs until the queue is closed and drained and the request channel is
     /// closed.
     pub async fn run(mut self) {

@@ -156,15 +156,9 @@ impl Engine {
                 shards: config.shards,
                 limits: config.limits,
             };
-            let worker = ShardWorker {
+            let worker = ShardWorker::new(
                 id,
-                controller: crate::adaptive::AdaptiveCapacity::new(controller_config, initial),
-                adaptive: config.adaptive.is_some(),
-                interval: crate::adaptive::IntervalCounters::default(),
-                interval_base: (0, 0),
-                epoch: std::time::Instant::now(),
-                last_filling_warning: None,
-                state: ShardState::new(
+                ShardState::new(
                     id,
                     settings.clone(),
                     match (&durability, &commit_tx) {
@@ -177,17 +171,15 @@ impl Engine {
                         _ => None,
                     },
                 ),
-                collector: BatchCollector::new(
-                    Arc::clone(&queue),
-                    settings.max_batch,
-                    settings.max_wait,
-                )
-                .bound_by_capacity(config.adaptive.is_some()),
-                requests: req_rx,
-                changes: changes.clone(),
-                metrics: Arc::clone(&metrics),
-                applied_total: Arc::clone(&applied_total),
-            };
+                crate::adaptive::AdaptiveCapacity::new(controller_config, initial),
+                config.adaptive.is_some(),
+                BatchCollector::new(Arc::clone(&queue), settings.max_batch, settings.max_wait)
+                    .bound_by_capacity(config.adaptive.is_some()),
+                req_rx,
+                changes.clone(),
+                Arc::clone(&metrics),
+                Arc::clone(&applied_total),
+            );
             let thread = std::thread::Builder::new()
                 .name(format!("statecraft-shard-{id}"))
                 .spawn(move || {
