@@ -51,6 +51,7 @@ pub const KNOWN_CHECKS: &[&str] = &[
     "responsive",
     "durable_acks",
     "recovery",
+    "fsync_before_ack",
     "stage_timings",
     "percentiles",
     "adaptive_capacity",

@@ -40,8 +40,8 @@ const TRICKLE_GROUP_GAP_MS: f64 = 10.0;
 /// is unmistakable.
 const PROBE_MAX_WAIT_MS: u64 = 300;
 /// The burst and its per-event apply delay.
-const BURST: usize = 200;
-const BURST_DELAY_US: u64 = 5000;
+const BURST: usize = 100;
+const BURST_DELAY_US: u64 = 10_000;
 
 fn spec_with(
     ctx: &mut Ctx<'_>,
@@ -191,8 +191,9 @@ pub(crate) fn deadline(ctx: &mut Ctx<'_>) -> Measured {
     let ping_median = rtts.as_deref().map(|r| quantile(r, 0.5));
     let ping_limit = (PROBE_MAX_WAIT_MS / 3) as f64;
     let figure = format!(
-        "worst lone ack {lone_worst:.0} ms, worst trickle ack {:.0} ms (MAX_WAIT_MS={MAX_WAIT_MS}); ping during collection: {}",
+        "worst lone ack {lone_worst:.0} ms, worst trickle ack {:.0} ms (MAX_WAIT_MS={MAX_WAIT_MS}), {:.1} trickle events per ack group; ping during collection: {}",
         tr.worst_ms,
+        TRICKLE_EVENTS as f64 / tr.groups.len().max(1) as f64,
         match ping_median {
             Some(m) => format!("median {m:.0} ms (MAX_WAIT_MS={PROBE_MAX_WAIT_MS})"),
             None => "not answered".to_string(),
@@ -212,12 +213,18 @@ pub(crate) fn deadline(ctx: &mut Ctx<'_>) -> Measured {
             tr.groups.iter().max().copied().unwrap_or(0)
         ));
     }
+    let trickle_mean = TRICKLE_EVENTS as f64 / tr.groups.len().max(1) as f64;
+    if trickle_mean < 1.5 {
+        problems.push(format!(
+            "deadline batching: events arriving {TRICKLE_GAP_MS} ms apart with MAX_WAIT_MS={MAX_WAIT_MS} were acked {trickle_mean:.1} per group: a collector keeps taking events until the deadline of the batch's first event, then applies them together"
+        ));
+    }
     match ping_median {
         None => problems.push(
             "event loop responsiveness: {\"cmd\":\"ping\"} got no {\"pong\":true} (from lesson 2 on, ping is answered at once by whatever reads stdin)".to_string(),
         ),
         Some(m) if m > ping_limit => problems.push(format!(
-            "event loop responsiveness: ping took {m:.0} ms (median of {PROBES}) while a batch was being collected, limit {ping_limit:.0} ms: the collector blocks the event loop (time.sleep, a blocking get); wait with await (asyncio.wait_for, tokio::time::timeout) so the loop keeps reading"
+            "timeouts and cancellation, event loop responsiveness: ping took {m:.0} ms (median of {PROBES}) while a batch was being collected, limit {ping_limit:.0} ms: the collector blocks the event loop (time.sleep, a blocking get); wait with await (asyncio.wait_for, tokio::time::timeout) so the loop keeps reading"
         )),
         Some(_) => {}
     }

@@ -194,3 +194,199 @@ pub(crate) fn recovery(ctx: &mut Ctx<'_>) -> Measured {
         ),
     ))
 }
+
+/// System calls that make written data durable. A write on a descriptor
+/// opened with `O_SYNC`/`O_DSYNC` is durable by itself and counts too.
+const SYNC_CALLS: &[&str] = &[
+    "fsync(",
+    "fdatasync(",
+    "sync_file_range(",
+    "syncfs(",
+    "msync(",
+];
+
+/// Whether `strace` can trace a child here; `Err(why)` when it cannot.
+fn strace_usable() -> Result<(), String> {
+    match std::process::Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "true"])
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Err(e) => Err(format!(
+            "strace could not be run ({e}): install it (apt-get install strace) so the checker can see the program's fsync calls"
+        )),
+        Ok(out) if !out.status.success() => Err(format!(
+            "this machine does not allow tracing a child process (strace: {}); a container may need --cap-add SYS_PTRACE",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// What the trace of the fsync run showed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct SyncTrace {
+    /// Acks written to stdout.
+    pub acks: usize,
+    /// Acks with no sync call (and no synchronous write) since the previous ack.
+    pub unsynced: usize,
+    /// Sync calls seen in all.
+    pub syncs: usize,
+}
+
+/// Reads an `strace -f` log: for each write to stdout that carries an ack,
+/// whether a sync call (or a write on an `O_SYNC`/`O_DSYNC` descriptor) came
+/// since the previous ack.
+pub(crate) fn read_sync_trace(trace: &str) -> SyncTrace {
+    let mut out = SyncTrace::default();
+    let mut synced_since_ack = false;
+    // Descriptors opened with O_SYNC/O_DSYNC, by "pid fd" (descriptors are per process).
+    let mut sync_fds: HashSet<(String, String)> = HashSet::new();
+    for line in trace.lines() {
+        let (pid, call) = match line.split_once(' ') {
+            Some((p, rest)) if p.chars().all(|c| c.is_ascii_digit()) => (p, rest.trim_start()),
+            _ => ("", line),
+        };
+        if call.starts_with("<...") {
+            continue; // the end of a call already counted at its start
+        }
+        if SYNC_CALLS.iter().any(|s| call.starts_with(s)) {
+            out.syncs += 1;
+            synced_since_ack = true;
+            continue;
+        }
+        if (call.starts_with("openat(") || call.starts_with("open("))
+            && (call.contains("O_DSYNC") || call.contains("O_SYNC"))
+        {
+            if let Some(fd) = call.rsplit("= ").next() {
+                sync_fds.insert((pid.to_string(), fd.trim().to_string()));
+            }
+            continue;
+        }
+        let Some(args) = ["write(", "writev(", "pwrite64(", "pwritev(", "pwritev2("]
+            .iter()
+            .find_map(|w| call.strip_prefix(w))
+        else {
+            continue;
+        };
+        let fd = args.split(',').next().unwrap_or("").trim();
+        if fd == "1" {
+            if args.contains("ack") {
+                let n = args.matches("\\\"ack\\\"").count().max(1);
+                out.acks += n;
+                if !synced_since_ack {
+                    out.unsynced += n;
+                }
+                synced_since_ack = false;
+            }
+        } else if sync_fds.contains(&(pid.to_string(), fd.to_string())) {
+            out.syncs += 1;
+            synced_since_ack = true;
+        }
+    }
+    out
+}
+
+/// `fsync_before_ack`: the program runs under `strace -f`; 20 lone events, each
+/// awaited before the next, then EOF. Every ack must follow a sync call
+/// (`fsync`, `fdatasync`, …) made since the previous ack: `kill -9` cannot show
+/// a missing fsync (the page cache survives a process crash), a power cut
+/// would. A count of system calls, independent of the machine's speed. Where
+/// the machine cannot trace, the objective is "not graded", never passed.
+pub(crate) fn fsync_before_ack(ctx: &mut Ctx<'_>) -> Measured {
+    const N: usize = 20;
+    if let Err(why) = strace_usable() {
+        return Ok(Verdict::fail("not graded", why));
+    }
+    let mut spec = durable_spec(ctx)?;
+    let trace_dir = ctx.data_dir()?;
+    let trace_path = trace_dir.join("strace.log");
+    let mut cmd = vec![
+        "strace".to_string(),
+        "-f".to_string(),
+        "-qq".to_string(),
+        "-s".to_string(),
+        "48".to_string(),
+        "-e".to_string(),
+        "trace=write,writev,pwrite64,pwritev,pwritev2,fsync,fdatasync,sync_file_range,syncfs,msync,open,openat".to_string(),
+        "-o".to_string(),
+        trace_path.display().to_string(),
+        "--".to_string(),
+    ];
+    cmd.extend(spec.cmd.iter().cloned());
+    spec.cmd = cmd;
+    let mut h = start(&spec)?;
+    for i in 1..=N {
+        let ev = Ev::incr(format!("f{i}"), format!("fsync{}", i % 4), 1);
+        h.send_line(&ev.line());
+        h.await_replies(std::slice::from_ref(&ev.id))?;
+    }
+    let exit = finish(&mut h)?;
+    let trace = std::fs::read_to_string(&trace_path).map_err(|source| {
+        CheckFailure::Harness(HarnessError::Io {
+            doing: format!("reading the trace {}", trace_path.display()),
+            source,
+        })
+    })?;
+    let t = read_sync_trace(&trace);
+    if t.acks == 0 {
+        return Ok(Verdict::fail(
+            "not graded",
+            format!(
+                "the trace shows no ack written to stdout ({} lines traced){}: the checker cannot tell when acks left",
+                trace.lines().count(),
+                exit.err().map(|e| format!("; {e}")).unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(Verdict::judge(
+        t.unsynced == 0,
+        format!(
+            "{}/{} acks after a sync call since the previous ack ({} sync calls)",
+            t.acks - t.unsynced,
+            t.acks,
+            t.syncs
+        ),
+        format!(
+            "what an ack promises: {} of {} acks left with no fsync/fdatasync since the previous ack: the log was written but not forced to disk, so a power cut (not kill -9: the page cache survives a process crash) loses acked events; write, fsync, then ack",
+            t.unsynced, t.acks
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ack_needs_a_sync_since_the_previous_one() {
+        let trace = r#"100 openat(AT_FDCWD, "/d/events.log", O_WRONLY|O_CREAT|O_APPEND, 0644) = 3
+100 write(3, "{\"i\": \"f1\"}\n", 12) = 12
+100 fsync(3)                          = 0
+100 write(1, "{\"ack\": \"f1\"}\n", 14) = 14
+100 write(3, "{\"i\": \"f2\"}\n", 12) = 12
+100 write(1, "{\"ack\": \"f2\"}\n", 14) = 14
+101 fdatasync(3 <unfinished ...>
+101 <... fdatasync resumed>)           = 0
+100 write(1, "{\"ack\": \"f3\"}\n{\"ack\": \"f4\"}\n", 28) = 28
+"#;
+        let t = read_sync_trace(trace);
+        assert_eq!(
+            t,
+            SyncTrace {
+                acks: 4,
+                unsynced: 1,
+                syncs: 2
+            }
+        );
+    }
+
+    #[test]
+    fn writes_on_a_dsync_descriptor_are_syncs() {
+        let trace = r#"7 openat(AT_FDCWD, "/d/wal", O_WRONLY|O_CREAT|O_DSYNC, 0644) = 5
+7 write(5, "x", 1) = 1
+7 write(1, "{\"ack\":\"e1\"}\n", 13) = 13
+"#;
+        assert_eq!(read_sync_trace(trace).unsynced, 0);
+    }
+}

@@ -180,7 +180,7 @@ pub(crate) fn partition_ownership(ctx: &mut Ctx<'_>) -> Measured {
     let mut detail = String::new();
     if !wrong.is_empty() {
         detail.push_str(&format!(
-            "wrong replies (partition = FNV-1a 64 of the key mod {PARTITIONS}; owned 0 and 2): {}",
+            "failover and ownership: wrong replies (partition = FNV-1a 64 of the key mod {PARTITIONS}; owned 0 and 2): {}",
             wrong.join("; ")
         ));
     }
