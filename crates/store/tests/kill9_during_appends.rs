@@ -24,19 +24,21 @@ const ROUNDS: u64 = 12;
 
 /// The child: append+sync marker records forever, checkpoint every 5th,
 /// print "synced <seq>" after each successful sync.
-fn child(dir: &str) {
+fn child(dir: &str, keys: usize) {
     let (store, report) = Store::open(dir, opts()).unwrap();
     let mut dirty: HashMap<String, Option<KeyState>> = HashMap::new();
     let mut out = std::io::stdout().lock();
     let first = report.next_seq;
     for seq in first..first + 100_000 {
-        let rec = marker_record(0, seq, KEYS);
+        let rec = marker_record(0, seq, keys);
         store.append(&rec).unwrap();
         dirty.extend(rec.changes);
         store.sync().unwrap();
         writeln!(out, "synced {seq}").unwrap();
         out.flush().unwrap();
         if seq % 5 == 0 {
+            writeln!(out, "checkpoint {seq}").unwrap();
+            out.flush().unwrap();
             let mut ck = store.begin_checkpoint(0, seq).unwrap();
             for (k, v) in dirty.drain() {
                 ck.state(&k, v.as_ref()).unwrap();
@@ -49,8 +51,33 @@ fn child(dir: &str) {
 
 #[test]
 fn sigkill_at_random_moments_loses_no_synced_record() {
+    sigkill_rounds(
+        "sigkill_at_random_moments_loses_no_synced_record",
+        KEYS,
+        false,
+        ROUNDS,
+    );
+}
+
+/// Issue 20 review (adversary): checkpoints of more than one part
+/// (`PART_STATES`) killed while they write — the kill lands right after the
+/// child announced a checkpoint — must also recover a whole prefix with
+/// nothing synced lost.
+#[test]
+fn sigkill_inside_checkpoint_parts_loses_no_synced_record() {
+    // 5 records per checkpoint, each of this many keys: two parts or more.
+    let keys = statecraft_store::PART_STATES / 4 + 1;
+    sigkill_rounds(
+        "sigkill_inside_checkpoint_parts_loses_no_synced_record",
+        keys,
+        true,
+        6,
+    );
+}
+
+fn sigkill_rounds(name: &str, keys: usize, at_checkpoint: bool, rounds: u64) {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
-        child(&dir);
+        child(&dir, keys);
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -63,13 +90,9 @@ fn sigkill_at_random_moments_loses_no_synced_record() {
         rng
     };
     let mut synced_total = 0;
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let mut child = Command::new(&exe)
-            .args([
-                "sigkill_at_random_moments_loses_no_synced_record",
-                "--exact",
-                "--nocapture",
-            ])
+            .args([name, "--exact", "--nocapture"])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -81,10 +104,13 @@ fn sigkill_at_random_moments_loses_no_synced_record() {
         let mut seen = 0;
         for line in lines.lines() {
             let line = line.unwrap();
+            if at_checkpoint && seen >= wait_for && line.starts_with("checkpoint ") {
+                break;
+            }
             if let Some(seq) = line.strip_prefix("synced ") {
                 last_synced = Some(seq.parse::<u64>().unwrap());
                 seen += 1;
-                if seen == wait_for {
+                if seen == wait_for && !at_checkpoint {
                     break;
                 }
             }
@@ -97,7 +123,7 @@ fn sigkill_at_random_moments_loses_no_synced_record() {
         synced_total += seen;
 
         let (store, report) = Store::open(dir.path(), opts()).unwrap();
-        let recovered = marker_prefix(&store, 0, 1, last_synced + 5, KEYS);
+        let recovered = marker_prefix(&store, 0, 1, last_synced + 5, keys);
         assert!(
             recovered >= last_synced,
             "round {round}: synced up to {last_synced}, recovered {recovered}"
@@ -108,5 +134,5 @@ fn sigkill_at_random_moments_loses_no_synced_record() {
             report.records_replayed
         );
     }
-    assert!(synced_total >= ROUNDS);
+    assert!(synced_total >= rounds);
 }

@@ -227,3 +227,118 @@ fn a_checkpoint_cut_between_its_parts_recovers_to_the_log() {
     bytes.push(0);
     assert!(ck.state_encoded("bad", Some(&bytes)).is_err());
 }
+
+/// Issue 20 review (adversary): a checkpoint cut between its parts, where
+/// the parts hold states that later records changed again — a key deleted
+/// after the checkpoint's state was recorded, a TTL key whose expiry moved,
+/// a counter whose after-image the parts already hold (replaying must not
+/// count it twice) — plus ids and source offsets that live only in the
+/// final batch. A TTL sweep runs between the cut and the crash. After the
+/// reopen the store must equal the log: the deleted key stays deleted, the
+/// counter is at the last after-image, ids and offsets are all there; and a
+/// full checkpoint plus another reopen changes nothing.
+#[test]
+fn a_checkpoint_cut_between_its_parts_keeps_deletes_ttl_ids_and_offsets() {
+    use statecraft_store::{LogRecord, PART_STATES, encode_state};
+    let dir = tempfile::tempdir().unwrap();
+    let n = PART_STATES * 2 + 10;
+    let keys: Vec<String> = (0..n).map(|i| format!("k{i:05}")).collect();
+    let ttl = |v: i64, version: u64, exp: u64| {
+        let mut s = st(v, version);
+        s.expires_at = Some(exp);
+        s
+    };
+    let far = 4_000_000_000_000u64;
+    let check = |store: &statecraft_store::Store| {
+        assert_eq!(store.get(&keys[0]).unwrap(), None, "deleted by seq 2");
+        assert_eq!(store.get(&keys[1]).unwrap(), Some(ttl(2, 2, far + 5)));
+        assert_eq!(store.get(&keys[2]).unwrap(), Some(st(3, 3)), "counter");
+        for k in &keys[3..] {
+            assert_eq!(store.get(k).unwrap(), Some(st(1, 1)), "{k}");
+        }
+        for id in ["a", "b", "c"] {
+            assert!(store.dedup_get(&keys[2], id).unwrap().is_some(), "id {id}");
+        }
+        assert_eq!(store.offset("src").unwrap(), Some(30));
+    };
+    let id = |id: &str| DedupEntry {
+        key: keys[2].clone(),
+        id: id.into(),
+        expires_at: far,
+    };
+    {
+        let store = open(dir.path());
+        let mut first: Vec<(String, Option<_>)> =
+            keys.iter().map(|k| (k.clone(), Some(st(1, 1)))).collect();
+        first[1].1 = Some(ttl(1, 1, far));
+        let records = [
+            LogRecord {
+                shard: 0,
+                seq: 1,
+                changes: first,
+                dedup: vec![id("a")],
+                offsets: vec![("src".into(), 10)],
+            },
+            LogRecord {
+                shard: 0,
+                seq: 2,
+                changes: vec![
+                    (keys[0].clone(), None),
+                    (keys[1].clone(), Some(ttl(2, 2, far + 5))),
+                    (keys[2].clone(), Some(st(2, 2))),
+                ],
+                dedup: vec![id("b")],
+                offsets: vec![("src".into(), 20)],
+            },
+            LogRecord {
+                shard: 0,
+                seq: 3,
+                changes: vec![(keys[2].clone(), Some(st(3, 3)))],
+                dedup: vec![id("c")],
+                offsets: vec![("src".into(), 30)],
+            },
+        ];
+        for r in &records {
+            store.append(r).unwrap();
+        }
+        store.sync().unwrap();
+        // The checkpoint up to seq 2 (k0 deleted, k1's new expiry, the
+        // counter at 2) commits its parts, then "crashes" before the final
+        // batch with the ids, offsets and position.
+        let mut ck = store.begin_checkpoint(0, 2).unwrap();
+        let mut order: Vec<&String> = keys.iter().skip(3).collect();
+        order.extend(&keys[..3]);
+        for (i, k) in order.iter().enumerate() {
+            let state = match k.as_str() {
+                k if k == keys[0] => None,
+                k if k == keys[1] => Some(ttl(2, 2, far + 5)),
+                k if k == keys[2] => Some(st(2, 2)),
+                _ => Some(st(1, 1)),
+            };
+            if i % 2 == 0 {
+                ck.state(k, state.as_ref()).unwrap();
+            } else {
+                let bytes = state.as_ref().map(|s| {
+                    let mut b = Vec::new();
+                    encode_state(s, &mut b);
+                    b
+                });
+                ck.state_encoded(k, bytes.as_deref()).unwrap();
+            }
+        }
+        drop(ck);
+        store.sweep_expired(far + 10, 100_000).unwrap();
+        store.sync().unwrap();
+        assert_eq!(store.checkpoint_seq(0), 0);
+    }
+    let store = open(dir.path());
+    check(&store);
+    let mut ck = store.begin_checkpoint(0, 3).unwrap();
+    ck.state(&keys[2], Some(&st(3, 3))).unwrap();
+    ck.commit().unwrap();
+    store.sync().unwrap();
+    check(&store);
+    drop(store);
+    let store = open(dir.path());
+    check(&store);
+}
