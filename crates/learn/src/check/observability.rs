@@ -163,10 +163,11 @@ pub(crate) fn percentiles(ctx: &mut Ctx<'_>) -> Measured {
         problems.push("p50 is above p95: sort the samples and take the value at each rank".into());
     }
     // The checker saw the waits spread (acks from the first batch to the
-    // last): a real p95 sits well above the p50; the mean reported as both
-    // does not. Relative figures only.
+    // last): over any window of such waits a real p95 sits above the p50 (the
+    // window may hold only the recent tail, so not by a fixed ratio); the mean
+    // reported as both makes them equal. Relative figures only.
     let spread = run.ack_p50_ms > 0.0 && run.ack_p95_ms >= 1.6 * run.ack_p50_ms;
-    if spread && p95 < 1.2 * p50.max(0.0) + 1.0 {
+    if spread && p95 < 1.02 * p50.max(0.0) + 0.5 {
         problems.push(format!(
             "percentiles, not the mean: p95 {p95:.1} ms is about p50 {p50:.1} ms, but the acks the checker saw spread from p50 {:.0} ms to p95 {:.0} ms: the 95th percentile is the value at rank ⌈0.95 n⌉ of the sorted waits, not an average",
             run.ack_p50_ms, run.ack_p95_ms
