@@ -132,3 +132,111 @@ async fn merges_under_the_value_limit_are_bounded_exactly() {
     );
     engine.shutdown().await.expect("shutdown");
 }
+
+/// Issue 20 review (adversary): the shard's u16 size bound must never make
+/// a decision differ from measuring the document. A deterministic mix of
+/// growing merges, merges that remove members (`null`), whole-value sets
+/// that shrink the document, path sets, appends and deletes runs against a
+/// model that applies each patch and asks `Limits::value_fits`: every event
+/// is applied exactly when the model's document fits, refused with
+/// `value_too_large` otherwise, and the value always equals the model's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_size_bound_decides_like_measuring_after_shrinks_and_deletes() {
+    use serde_json::{Map, Value};
+    use statecraft_engine::{Limits, Op, RejectCode};
+    let limits = Limits {
+        max_value_bytes: 3_000,
+        ..Limits::DEFAULT
+    };
+    let engine = Engine::builder()
+        .shards(1)
+        .limits(limits)
+        .open()
+        .await
+        .expect("open");
+    let mut model: Option<Value> = None;
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut applied, mut refused) = (0, 0);
+    for step in 0..3_000 {
+        let member = format!("m{}", next() % 40);
+        let len = (next() % 400) as usize;
+        let (event, after) = match next() % 20 {
+            0 => (Event::new("doc", Op::Delete), None),
+            1 | 2 => {
+                let v = json!({ "small": len % 7 });
+                (Event::set("doc", v.clone()), Some(v))
+            }
+            3 | 4 => {
+                let mut doc = match &model {
+                    Some(Value::Object(m)) => m.clone(),
+                    _ => Map::new(),
+                };
+                doc.remove(&member);
+                (
+                    Event::new("doc", Op::Merge).with_value(json!({ member.clone(): null })),
+                    Some(Value::Object(doc)),
+                )
+            }
+            5 => {
+                let mut doc = match &model {
+                    Some(Value::Object(m)) => m.clone(),
+                    _ => Map::new(),
+                };
+                let s = Value::String("p".repeat(len));
+                doc.insert(member.clone(), s.clone());
+                (
+                    Event::set("doc", s).with_path(format!("/{member}")),
+                    Some(Value::Object(doc)),
+                )
+            }
+            _ => {
+                let mut doc = match &model {
+                    Some(Value::Object(m)) => m.clone(),
+                    _ => Map::new(),
+                };
+                let s = Value::String("x".repeat(len));
+                doc.insert(member.clone(), s.clone());
+                (
+                    Event::new("doc", Op::Merge).with_value(json!({ member.clone(): s })),
+                    Some(Value::Object(doc)),
+                )
+            }
+        };
+        let fits = after.as_ref().is_none_or(|v| limits.value_fits(v));
+        let r = engine
+            .submit_with(vec![event], AckMode::Applied)
+            .await
+            .expect("submit");
+        if fits {
+            assert!(r[0].is_applied(), "step {step}: {:?}", r[0]);
+            model = after;
+            applied += 1;
+        } else {
+            assert!(
+                matches!(
+                    r[0],
+                    EventResult::Rejected {
+                        code: RejectCode::ValueTooLarge,
+                        ..
+                    }
+                ),
+                "step {step}: {:?}",
+                r[0]
+            );
+            refused += 1;
+        }
+        let got = engine.get("doc").await.expect("get").map(|r| r.value);
+        assert_eq!(got, model, "step {step}");
+    }
+    assert!(
+        applied > 1_000 && refused > 50,
+        "{applied} applied, {refused} refused"
+    );
+    engine.shutdown().await.expect("shutdown");
+}
