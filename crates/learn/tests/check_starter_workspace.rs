@@ -72,7 +72,7 @@ fn python_starter_passes_protocol_out_of_the_box() {
     let tmp = tempfile::tempdir().expect("tempdir");
     init(tmp.path(), Lang::Python, false).expect("init");
     let config = read_config(tmp.path()).expect("read").expect("config");
-    let objectives: Vec<ObjectiveRef> = ["protocol", "final_state", "batching"]
+    let objectives: Vec<ObjectiveRef> = ["protocol", "final_state", "deadline", "batching"]
         .iter()
         .map(|c| ObjectiveRef {
             id: c.to_string(),
@@ -90,8 +90,26 @@ fn python_starter_passes_protocol_out_of_the_box() {
     assert_eq!(outcome("protocol"), Some(true));
     // One worker, no routing gap filled: still correct.
     assert_eq!(outcome("final_state"), Some(true));
-    // The batching gap: one event per batch.
+    // The batching gap: one event per batch, so a trickle is never collected
+    // (the starter's README says exactly this).
+    assert_eq!(outcome("deadline"), Some(false));
     assert_eq!(outcome("batching"), Some(false));
+    // The routing gap: every key on one worker, nothing concurrent.
+    let order = [ObjectiveRef {
+        id: "per_key_order".into(),
+        check: "per_key_order".into(),
+    }];
+    let report = run_objectives(
+        1,
+        &order,
+        &config.command,
+        &CheckOptions::new(tmp.path()),
+        &mut |o| eprintln!("{} {}: {} {:?}", o.passed, o.id, o.figure, o.detail),
+    );
+    assert_eq!(
+        report.outcome("per_key_order").map(|o| o.passed),
+        Some(false)
+    );
 }
 
 #[test]
