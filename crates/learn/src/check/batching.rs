@@ -28,7 +28,12 @@ const MAX_WAIT_MS: u64 = 100;
 /// The batch size limit in every scenario.
 const MAX_BATCH: u64 = 20;
 /// Latency allowed past the deadline (scheduling, the write of the ack).
-const SLACK_MS: u64 = 100;
+/// Twice the deadline: a correct collector acks within ~MAX_WAIT_MS even on a
+/// loaded 2-core machine (worst seen ≈ 102 ms at load 7), while a per-item
+/// timeout under the trickle waits ≈ 19 × TRICKLE_GAP_MS ≈ 760 ms and a
+/// missing deadline ≈ 1,000 ms — ≥ 2.5× past this limit either way, so the
+/// verdict does not hinge on the machine's speed.
+const SLACK_MS: u64 = 200;
 /// The trickle: one event every `TRICKLE_GAP_MS`, less than the deadline, so a
 /// per-item timeout never fires and the batch only closes at `MAX_BATCH`.
 const TRICKLE_EVENTS: usize = 24;
