@@ -384,6 +384,12 @@ impl ShardPersistence {
         }
     }
 
+    /// The seq up to which a checkpoint of this shard is committed: the
+    /// store knows every id and state of a batch at or below it.
+    pub fn confirmed_seq(&self) -> u64 {
+        self.confirmed.load(Ordering::Acquire)
+    }
+
     /// Accounts a newly inserted entry.
     pub fn inserted(&mut self, key: &str, value: Option<&serde_json::Value>) {
         self.cache_used += entry_bytes(key, value);

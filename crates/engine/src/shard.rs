@@ -176,8 +176,9 @@ struct DedupIds {
     /// key → id → expiry in ms. Nested so a probe borrows both strings (no
     /// allocation on the apply path of an event with an id).
     seen: FxHashMap<Box<str>, FxHashMap<Box<str>, u64>>,
-    /// Insertion order, for expiry and for the count bound.
-    order: std::collections::VecDeque<(KeyId, u64)>,
+    /// Insertion order, for expiry and for the count bound: (key and id,
+    /// expiry, seq of the batch that consumed it).
+    order: std::collections::VecDeque<(KeyId, u64, u64)>,
 }
 
 impl DedupIds {
@@ -188,27 +189,40 @@ impl DedupIds {
             .is_some_and(|&exp| exp > now_ms)
     }
 
-    fn insert(&mut self, key: &str, id: &str, expires_at: u64, max: usize) {
+    /// Remembers an id consumed by the batch of seq `seq`. Past `max` ids
+    /// the oldest are forgotten, but only those a committed checkpoint
+    /// (`confirmed`: its seq) has written to the store: an id that is only
+    /// in the log and in memory must stay, or its repeat would be applied
+    /// again (the store would not know it yet).
+    fn insert(
+        &mut self,
+        key: &str,
+        id: &str,
+        expires_at: u64,
+        max: usize,
+        seq: u64,
+        confirmed: u64,
+    ) {
         let k = (Box::<str>::from(key), Box::<str>::from(id));
         self.seen
             .entry(k.0.clone())
             .or_default()
             .insert(k.1.clone(), expires_at);
-        self.order.push_back((k, expires_at));
-        while self.order.len() > max {
+        self.order.push_back((k, expires_at, seq));
+        while self.order.len() > max && self.order.front().is_some_and(|o| o.2 <= confirmed) {
             self.forget_oldest();
         }
     }
 
     fn expire(&mut self, now_ms: u64) {
-        while self.order.front().is_some_and(|(_, exp)| *exp <= now_ms) {
+        while self.order.front().is_some_and(|(_, exp, _)| *exp <= now_ms) {
             self.forget_oldest();
         }
     }
 
     /// Drops the oldest remembered id, unless a later insert renewed it.
     fn forget_oldest(&mut self) {
-        let Some(((key, id), exp)) = self.order.pop_front() else {
+        let Some(((key, id), exp, _)) = self.order.pop_front() else {
             return;
         };
         if let Some(ids) = self.seen.get_mut(&key)
@@ -513,7 +527,19 @@ impl ShardState {
             Ok(version) => {
                 if let Some(id) = &event.id {
                     let exp = now_ms.saturating_add(self.settings.dedup_window.as_millis() as u64);
-                    self.dedup.insert(key, id, exp, self.settings.max_dedup_ids);
+                    // Without a store nothing waits for a checkpoint.
+                    let confirmed = self
+                        .persistence
+                        .as_ref()
+                        .map_or(u64::MAX, ShardPersistence::confirmed_seq);
+                    self.dedup.insert(
+                        key,
+                        id,
+                        exp,
+                        self.settings.max_dedup_ids,
+                        staged.seq,
+                        confirmed,
+                    );
                     if self.persistence.is_some() {
                         staged.dedup(key, id, exp);
                     }

@@ -116,7 +116,9 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// How long an idempotency id is remembered.
     pub dedup_window: Duration,
-    /// Most ids remembered in memory per shard.
+    /// Most ids remembered in memory per shard (ids no committed checkpoint
+    /// has written to the store yet are kept beyond it: forgetting one would
+    /// apply its repeat again).
     pub max_dedup_ids: usize,
     /// Change-feed buffer: a watcher further behind than this misses changes
     /// (and is told so).
