@@ -4,7 +4,8 @@
 //! re-sends every event that got no answer with the same id, and at the end
 //! every key must equal exactly the number of events sent for it.
 //!
-//! Bounded: 12 kills, a few seconds in all.
+//! Bounded: 12 kills, a few seconds in all; the many-keys variant (checkpoints
+//! in parts) 5 kills, about 30 s.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
