@@ -217,6 +217,11 @@ async fn a_refused_write_is_never_visible_and_readyz_says_why() {
         .await
         .expect("text");
     assert!(metrics.contains("statecraft_store_poisoned 1"), "{metrics}");
+    // Not "up" while the store refuses writes.
+    assert!(
+        metrics.lines().any(|l| l == "statecraft_up 0"),
+        "statecraft_up must be 0 while the store is poisoned: {metrics}"
+    );
     running.shutdown().await.ok();
     // A restart recovers what was durable, and takes writes again.
     let running = start(durable(dir.path())).await;

@@ -103,7 +103,10 @@ impl PrometheusExport {
     fn describe(&self) {
         use metrics::{describe_counter, describe_gauge, describe_histogram};
         self.with(|| {
-            describe_gauge!("statecraft_up", "1 when the engine is open and serving.");
+            describe_gauge!(
+                "statecraft_up",
+                "1 when the engine is open and its store takes writes (0 while poisoned)."
+            );
             describe_gauge!("statecraft_build_info", "Always 1; the version is a label.");
             describe_gauge!("statecraft_uptime_seconds", "Seconds since the server started.");
             describe_counter!(
@@ -261,7 +264,10 @@ impl PrometheusExport {
                     gauge!("statecraft_data_dir_bytes").set(b as f64);
                 }
             }
-            gauge!("statecraft_up").set(if stats.is_some() { 1.0 } else { 0.0 });
+            // Up = open and taking writes: a poisoned store refuses them.
+            let up =
+                stats.is_some_and(|s| s.durability.as_ref().is_none_or(|d| d.poisoned.is_none()));
+            gauge!("statecraft_up").set(if up { 1.0 } else { 0.0 });
             gauge!("statecraft_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             gauge!("statecraft_uptime_seconds").set(uptime_s);
             counter!("statecraft_http_busy_total").absolute(counters.http_busy);
