@@ -25,8 +25,6 @@ use serde::Deserialize;
 
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
-
 use super::watch_log::{Numbered, Start};
 use super::{AppState, engine_or_problem};
 use crate::problem::Problem;
@@ -52,8 +50,8 @@ pub(crate) async fn watch(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.trim().is_empty());
     let log = Arc::clone(&shared.watch_log);
-    let attached = log.attach(&engine, &shared.stop, last_id);
     let prefix = q.prefix;
+    let attached = log.attach(&engine, &shared.stop, last_id, &prefix);
     let change = {
         let log = Arc::clone(&log);
         move |(seq, change): Numbered| -> SseEvent {
@@ -91,24 +89,29 @@ pub(crate) async fn watch(
         .map(change.clone())
         .collect();
     let guard = attached.guard;
-    let live = futures::stream::unfold(attached.live, |mut rx| async move {
-        let item = rx.recv().await;
-        match item {
-            Ok(c) => Some((Ok(c), rx)),
-            Err(broadcast::error::RecvError::Lagged(n)) => Some((Err(n), rx)),
-            Err(broadcast::error::RecvError::Closed) => None,
-        }
-    })
-    .filter_map(move |item| {
-        let out = match item {
-            Ok(c) if c.0 <= last => None,
-            Ok(c) => {
-                last = c.0;
-                matches(&c).then(|| change(c))
-            }
-            Err(missed) => Some(lagged(missed)),
+    // Only changes matching the prefix are routed here; the ones dropped
+    // while the buffer was full are reported once it has drained.
+    let live = futures::stream::unfold(attached.live, |mut live| async move {
+        let c = live.rx.recv().await?;
+        let missed = if live.rx.is_empty() {
+            live.missed.swap(0, std::sync::atomic::Ordering::Relaxed)
+        } else {
+            0
         };
-        futures::future::ready(out)
+        Some(((c, missed), live))
+    })
+    .flat_map(move |(c, missed)| {
+        let mut out = Vec::with_capacity(2);
+        if c.0 > last {
+            last = c.0;
+            if matches(&c) {
+                out.push(change(c));
+            }
+        }
+        if missed > 0 {
+            out.push(lagged(missed));
+        }
+        futures::stream::iter(out)
     });
     let events = futures::stream::iter(head.into_iter().chain(replay))
         .chain(live)
