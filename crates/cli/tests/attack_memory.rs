@@ -27,6 +27,9 @@ const BODY_FACTOR: usize = 4;
 struct Serve {
     child: Child,
     http: SocketAddr,
+    /// The server's data dir, removed after the child is killed (never the
+    /// source tree: the default `./statecraft-data` is relative to the cwd).
+    _data: tempfile::TempDir,
 }
 
 impl Drop for Serve {
@@ -37,9 +40,12 @@ impl Drop for Serve {
 }
 
 fn serve() -> Serve {
+    let data = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_statecraft"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data.path())
         .args([
-            "serve",
             "--http",
             "127.0.0.1:0",
             "--tcp",
@@ -75,6 +81,7 @@ fn serve() -> Serve {
     Serve {
         child,
         http: http.expect("printed the http address"),
+        _data: data,
     }
 }
 
