@@ -44,6 +44,14 @@ fn passes(lesson: u32) {
             .find(|(n, id, _)| *n == lesson.number && *id == o.id)
         {
             eprintln!("    KNOWN GAP, tolerated: {why}\n    {detail}");
+        } else if o.figure == "not graded"
+            && (detail.contains("strace could not be run")
+                || detail.contains("does not allow tracing"))
+            && std::env::var("CI").as_deref() != Ok("true")
+        {
+            // Like a missing nats-server: a printed skip outside CI, a failure
+            // under CI=true (.ci/run installs strace).
+            eprintln!("    SKIPPED (not graded here): {detail}");
         } else if detail.contains(MACHINE_BUSY) {
             eprintln!("    tolerated: measured on a busy machine\n    {detail}");
         } else {

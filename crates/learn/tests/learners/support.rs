@@ -110,22 +110,46 @@ pub fn check_repeated(n: u32, script: &str, ids: &[&str]) {
     }
 }
 
+/// Whether this objective could not be graded because `strace` is missing or
+/// not allowed here (lesson 5's `fsync_before_ack`). Outside CI that is a
+/// printed skip, like a missing nats-server; under `CI=true` it is a failure
+/// (`.ci/run` installs strace).
+#[allow(dead_code)]
+pub fn strace_missing_here(figure: &str, detail: Option<&str>) -> bool {
+    let untraceable = figure == "not graded"
+        && detail.is_some_and(|d| {
+            d.contains("strace could not be run") || d.contains("does not allow tracing")
+        });
+    if untraceable && std::env::var("CI").as_deref() != Ok("true") {
+        eprintln!("SKIPPED (not graded here): {}", detail.unwrap_or(""));
+        return true;
+    }
+    false
+}
+
 /// Asserts exactly the objectives in `failing` failed, the others passed. A
 /// timing objective that failed while the check itself measured a busy machine
 /// (other processes using the cores) is reported and tolerated: a speed-up
 /// cannot be measured on cores someone else is using.
-pub fn assert_only_failing(report: &CheckReport, failing: &[&str]) {
+/// Returns whether any objective was tolerated (skipped or busy).
+pub fn assert_only_failing(report: &CheckReport, failing: &[&str]) -> bool {
+    let mut tolerated = false;
     for o in &report.objectives {
         let should_fail = failing.contains(&o.id.as_str());
         let busy = o
             .detail
             .as_deref()
             .is_some_and(|d| d.contains(MACHINE_BUSY));
+        if !o.passed && !should_fail && strace_missing_here(&o.figure, o.detail.as_deref()) {
+            tolerated = true;
+            continue;
+        }
         if !o.passed && !should_fail && busy {
             eprintln!(
                 "WARNING lesson {}: `{}` failed on a busy machine, tolerated: {}",
                 report.lesson, o.id, o.figure
             );
+            tolerated = true;
             continue;
         }
         assert_eq!(
@@ -140,4 +164,5 @@ pub fn assert_only_failing(report: &CheckReport, failing: &[&str]) {
             o.detail.as_deref().unwrap_or("-")
         );
     }
+    tolerated
 }
