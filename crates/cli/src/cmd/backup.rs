@@ -71,13 +71,7 @@ pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
         "{} is not a data directory (pass --data-dir SRC)",
         args.data_dir.display()
     );
-    if let Ok(mut entries) = std::fs::read_dir(&args.dir) {
-        anyhow::ensure!(
-            entries.next().is_none(),
-            "{} is not empty: a backup goes into an empty or new directory",
-            args.dir.display()
-        );
-    }
+    crate::cmd::remote::ensure_empty_dir(&args.dir, "a backup")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -133,10 +127,7 @@ fn online(server: &str, args: &BackupArgs) -> anyhow::Result<ExitCode> {
             .context("reading the current directory")?
             .join(&args.dir)
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the Tokio runtime")?;
+    let runtime = crate::cmd::remote::client_runtime()?;
     runtime.block_on(async {
         let client = http_client(args.token.as_deref(), None)?;
         let url = format!("{base}/v1/admin/backup");

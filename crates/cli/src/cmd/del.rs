@@ -10,8 +10,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
-
 use crate::cmd::remote::{ServerOpts, encode_key, http_client, http_error, problem_text};
 
 /// Arguments of `statecraft del`.
@@ -35,10 +33,7 @@ pub struct DelArgs {
 /// Runs `statecraft del`.
 pub fn run(args: DelArgs) -> anyhow::Result<ExitCode> {
     let base = args.server.http_base("del")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the Tokio runtime")?;
+    let runtime = crate::cmd::remote::client_runtime()?;
     runtime.block_on(async {
         let client = http_client(args.server.token.as_deref(), Some(Duration::from_secs(30)))?;
         let mut query = Vec::new();

@@ -10,8 +10,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
-
 use crate::cmd::remote::{ServerOpts, encode_key, http_client, http_error, problem_text};
 
 /// Arguments of `statecraft get`.
@@ -30,10 +28,7 @@ pub struct GetArgs {
 /// Runs `statecraft get`.
 pub fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
     let base = args.server.http_base("get")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the Tokio runtime")?;
+    let runtime = crate::cmd::remote::client_runtime()?;
     runtime.block_on(async {
         let client = http_client(args.server.token.as_deref(), Some(Duration::from_secs(30)))?;
         let reads = args.keys.iter().map(|key| {

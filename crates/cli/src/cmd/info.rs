@@ -9,7 +9,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use crate::cmd::remote::{ServerOpts, http_client, http_error, problem_text};
@@ -31,10 +30,7 @@ pub struct InfoArgs {
 /// Runs `statecraft info`.
 pub fn run(args: InfoArgs) -> anyhow::Result<ExitCode> {
     let base = args.server.http_base("info")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the Tokio runtime")?;
+    let runtime = crate::cmd::remote::client_runtime()?;
     let stats: Value = runtime.block_on(async {
         let client = http_client(args.server.token.as_deref(), Some(Duration::from_secs(10)))?;
         let url = format!("{base}/v1/stats");

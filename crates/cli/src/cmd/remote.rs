@@ -104,6 +104,29 @@ impl ServerOpts {
     }
 }
 
+/// The Tokio runtime of one client command: current-thread, since a client
+/// command's requests are few or sequential and a pool of workers would only
+/// cost start-up time.
+pub fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the Tokio runtime")
+}
+
+/// Refuses a target directory that exists and is not empty (`what` says what
+/// was to go into it: "a backup", "a restore"); an absent directory is fine.
+pub fn ensure_empty_dir(dir: &std::path::Path, what: &str) -> anyhow::Result<()> {
+    if let Ok(mut entries) = std::fs::read_dir(dir) {
+        anyhow::ensure!(
+            entries.next().is_none(),
+            "{} is not empty: {what} goes into an empty or new directory",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// An HTTP client for the API: keep-alive, no Nagle, the bearer token on
 /// every request when given. `timeout` bounds each whole request (`None`
 /// for streams such as `watch`).

@@ -37,13 +37,7 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         "{} is not a backup directory",
         args.backup.display()
     );
-    if let Ok(mut entries) = std::fs::read_dir(&args.data_dir) {
-        anyhow::ensure!(
-            entries.next().is_none(),
-            "{} is not empty: a restore goes into an empty or new directory",
-            args.data_dir.display()
-        );
-    }
+    crate::cmd::remote::ensure_empty_dir(&args.data_dir, "a restore")?;
     let (files, bytes) = copy_tree(&args.backup, &args.data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

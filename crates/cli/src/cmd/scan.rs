@@ -44,10 +44,7 @@ struct Page {
 /// Runs `statecraft scan`.
 pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let base = args.server.http_base("scan")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the Tokio runtime")?;
+    let runtime = crate::cmd::remote::client_runtime()?;
     runtime.block_on(async {
         let client = http_client(args.server.token.as_deref(), Some(Duration::from_secs(60)))?;
         let url = format!("{base}/v1/state");

@@ -87,10 +87,7 @@ impl SseParser {
 /// Runs `statecraft watch`.
 pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let base = args.server.http_base("watch")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the Tokio runtime")?;
+    let runtime = crate::cmd::remote::client_runtime()?;
     runtime.block_on(async {
         let client = http_client(args.server.token.as_deref(), None)?;
         let url = format!("{base}/v1/watch");
