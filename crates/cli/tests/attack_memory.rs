@@ -11,7 +11,8 @@
 //! most of it the engine's pipeline, not the request (with the answers
 //! discarded it is ≈ 230 MiB). No timing in the verdict.
 
-use std::io::{BufRead, BufReader};
+mod serve_ready;
+
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -66,21 +67,10 @@ fn serve() -> Serve {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("statecraft serve starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut http = None;
-    for line in lines.by_ref() {
-        let line = line.expect("stdout line");
-        if let Some(a) = line.strip_prefix("statecraft: http listening on http://") {
-            http = Some(a.parse().expect("http addr"));
-        } else if line == "statecraft: ready" {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+    let listening = serve_ready::await_ready(&mut child);
     Serve {
         child,
-        http: http.expect("printed the http address"),
+        http: listening.http,
         _data: data,
     }
 }

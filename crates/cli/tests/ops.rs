@@ -8,6 +8,8 @@
 //! checked backup began) and the killed server's own data directory (it
 //! holds writes made after the backup's point).
 
+mod serve_ready;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -60,21 +62,10 @@ fn serve(data_dir: Option<&Path>, extra: &[&str]) -> Serve {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("statecraft serve starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut http = None;
-    for line in lines.by_ref() {
-        let line = line.expect("stdout line");
-        if let Some(a) = line.strip_prefix("statecraft: http listening on http://") {
-            http = Some(a.parse().expect("http addr"));
-        } else if line == "statecraft: ready" {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+    let listening = serve_ready::await_ready(&mut child);
     Serve {
         child,
-        http: http.expect("printed the http address"),
+        http: listening.http,
     }
 }
 

@@ -2,8 +2,9 @@
 //! event (ack=durable, then a restart on the same data dir finds every acked
 //! increment exactly once), exits 0; a second signal exits at once with 130.
 
+mod serve_ready;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,25 +40,11 @@ fn serve(data_dir: &std::path::Path) -> Serve {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("statecraft serve starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut http, mut tcp) = (None, None);
-    for line in lines.by_ref() {
-        let line = line.expect("stdout line");
-        if let Some(a) = line.strip_prefix("statecraft: http listening on http://") {
-            http = Some(a.parse().expect("http addr"));
-        } else if let Some(a) = line.strip_prefix("statecraft: tcp listening on tcp://") {
-            tcp = Some(a.parse().expect("tcp addr"));
-        } else if line == "statecraft: ready" {
-            break;
-        }
-    }
-    // Keep draining stdout so the child never blocks on it.
-    std::thread::spawn(move || for _ in lines {});
+    let listening = serve_ready::await_ready(&mut child);
     Serve {
         child,
-        http: http.expect("printed the http address"),
-        tcp: tcp.expect("printed the tcp address"),
+        http: listening.http,
+        tcp: listening.tcp.expect("printed the tcp address"),
     }
 }
 

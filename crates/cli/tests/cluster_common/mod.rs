@@ -8,8 +8,10 @@
 
 #![allow(dead_code)]
 
+#[path = "../serve_ready/mod.rs"]
+mod serve_ready;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -159,22 +161,11 @@ pub fn start_node_with(
         .stderr(Stdio::inherit())
         .spawn()
         .expect("statecraft serve starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut http = None;
-    for line in lines.by_ref() {
-        let line = line.expect("stdout line");
-        if let Some(a) = line.strip_prefix("statecraft: http listening on http://") {
-            http = Some(a.parse().expect("http addr"));
-        } else if line == "statecraft: ready" {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+    let listening = serve_ready::await_ready(&mut child);
     Node {
         id: id.to_owned(),
         child,
-        http: http.expect("printed the http address"),
+        http: listening.http,
         data_dir: data_dir.to_owned(),
     }
 }
